@@ -1,0 +1,48 @@
+# upsert_counter: PGXS build, plus the two commands of the README.
+#
+#   make            build the module
+#   make install    install it into the PostgreSQL found by PG_CONFIG
+#   make test       set up everything (packages, build, install, a throwaway
+#                   cluster) and run every test suite; what CI runs
+#   make demo       the worked example against a throwaway cluster
+#   make installcheck   pg_regress + isolation against a running server
+#                   (PGHOST/PGPORT), as PGXS defines it
+
+MODULE_big = upsert_counter
+OBJS = \
+	src/upsert_counter.o \
+	src/args.o \
+	src/shape.o \
+	src/values.o \
+	src/plan_cache.o \
+	src/execute.o \
+	src/batch.o
+
+EXTENSION = upsert_counter
+DATA = upsert_counter--1.0.sql
+PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
+
+REGRESS = install single_row batch assign_on_insert types errors cache \
+	partitioned security plpgsql wagtail
+ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
+	isolation_levels ddl_cached_plan
+ISOLATION_OPTS = --load-extension=upsert_counter
+
+PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+
+# No JIT bitcode: it would need clang at install time and buys nothing here.
+with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+endif
+
+.PHONY: test demo
+test:
+	./scripts/test.sh
+
+demo:
+	./scripts/demo.sh

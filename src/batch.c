@@ -1,0 +1,363 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.c
+ *	  The state of the upsert_increment() aggregate: merging and writing.
+ *
+ * This file owns what happens between the first input row of the aggregate
+ * and its final function:
+ *
+ *	- The first row is only kept (its jsonb arguments copied).  If no second
+ *	  row comes, the final function writes it through the single-row path,
+ *	  so that "SELECT upsert_increment(...)" without FROM costs no more than
+ *	  the function it reads like.
+ *	- From the second row on, rows are grouped by shape (target and column
+ *	  names per role).  Each group pins its cache entry and keeps a
+ *	  red-black tree of distinct keys, ordered and compared by the arbiter
+ *	  index's own btree comparators (its opfamilies, collations, ASC/DESC
+ *	  and NULLS FIRST/LAST).  A row whose key is already in the tree is
+ *	  merged into it: deltas are added with the column type's own addition
+ *	  (so overflow is the type's out-of-range error), assign takes the later
+ *	  row's value, on_insert keeps the earlier one.  Memory grows with
+ *	  distinct keys, not input rows.
+ *	- The final function writes each group in key order, in chunks of
+ *	  upsert_counter.batch_size rows (execute.c).  Groups are written in the
+ *	  order of target OID and shape, so that concurrent batches take their
+ *	  row locks in one global order and cannot deadlock with each other, and
+ *	  no statement ever proposes one key twice ("ON CONFLICT DO UPDATE
+ *	  command cannot affect row a second time").
+ *
+ * All state lives in the aggregate's memory context; per-row scratch lives
+ * in the per-tuple context the executor resets between rows.
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/rbtree.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/float.h"
+#include "utils/fmgrprotos.h"
+
+#include "upsert_counter.h"
+
+typedef struct UcRowNode
+{
+	RBTNode		rbt;
+	Datum	   *values;			/* ncols Datums, then ncols bools */
+	bool	   *nulls;
+} UcRowNode;
+
+typedef struct UcGroup
+{
+	UcCacheEntry *entry;		/* pinned until the final function */
+	UcShape    *shape;
+	RBTree	   *tree;
+	int64		nrows;			/* distinct keys */
+	PGFunction *addfn;			/* per column; delta columns only */
+	MemoryContext cxt;
+	struct UcGroup *next;
+} UcGroup;
+
+struct UcBatchState
+{
+	MemoryContext cxt;			/* the aggregate's context */
+	UcGroup    *groups;
+	UcGroup    *last;			/* the previous row's group */
+	int			ngroups;
+	bool		holding;		/* exactly one row so far, kept as given */
+	Oid			held_relid;
+	Jsonb	   *held[UC_NROLES];
+	bool		flushed;
+};
+
+static PGFunction
+delta_add_function(Oid basetypid)
+{
+	switch (basetypid)
+	{
+		case INT2OID:
+			return int2pl;
+		case INT4OID:
+			return int4pl;
+		case INT8OID:
+			return int8pl;
+		case NUMERICOID:
+			return numeric_add;
+		case FLOAT4OID:
+			return float4pl;
+		case FLOAT8OID:
+			return float8pl;
+	}
+	elog(ERROR, "unexpected delta type %u", basetypid);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* rbtree callbacks; arg is the UcGroup */
+
+static int
+row_compare(const RBTNode *a, const RBTNode *b, void *arg)
+{
+	const UcRowNode *ra = (const UcRowNode *) a;
+	const UcRowNode *rb = (const UcRowNode *) b;
+	UcShape    *shape = ((UcGroup *) arg)->shape;
+
+	for (int k = 0; k < shape->nkeys; k++)
+	{
+		int			i = shape->keyorder[k];
+		int			c = ApplySortComparator(ra->values[i], ra->nulls[i],
+											rb->values[i], rb->nulls[i],
+											&shape->keysort[k]);
+
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+static void
+replace_value(UcGroup *g, UcRowNode *row, int i, Datum value, bool isnull)
+{
+	const UcColumn *col = &g->shape->cols[i];
+
+	if (!col->typbyval && !row->nulls[i])
+		pfree(DatumGetPointer(row->values[i]));
+	row->nulls[i] = isnull;
+	row->values[i] = isnull ? (Datum) 0 :
+		datumCopy(value, col->typbyval, col->typlen);
+}
+
+static void
+row_combine(RBTNode *existing, const RBTNode *newdata, void *arg)
+{
+	UcGroup    *g = (UcGroup *) arg;
+	UcRowNode  *ex = (UcRowNode *) existing;
+	const UcRowNode *nw = (const UcRowNode *) newdata;
+	UcShape    *shape = g->shape;
+	MemoryContext oldcxt;
+
+	for (int i = shape->rolestart[UC_DELTA]; i < shape->rolestart[UC_ASSIGN]; i++)
+	{
+		/* computed in the per-row context, then kept in ours */
+		Datum		sum = DirectFunctionCall2(g->addfn[i], ex->values[i], nw->values[i]);
+
+		oldcxt = MemoryContextSwitchTo(g->cxt);
+		replace_value(g, ex, i, sum, false);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	oldcxt = MemoryContextSwitchTo(g->cxt);
+	for (int i = shape->rolestart[UC_ASSIGN]; i < shape->rolestart[UC_ON_INSERT]; i++)
+		replace_value(g, ex, i, nw->values[i], nw->nulls[i]);
+	MemoryContextSwitchTo(oldcxt);
+	/* on_insert: the first row's values stand */
+}
+
+static RBTNode *
+row_alloc(void *arg)
+{
+	return MemoryContextAlloc(((UcGroup *) arg)->cxt, sizeof(UcRowNode));
+}
+
+UcBatchState *
+uc_batch_create(MemoryContext aggcxt)
+{
+	UcBatchState *state = MemoryContextAllocZero(aggcxt, sizeof(UcBatchState));
+
+	state->cxt = aggcxt;
+	return state;
+}
+
+static UcGroup *
+find_group(UcBatchState *state, const UcArgs *args)
+{
+	UcGroup    *g = state->last;
+	UcCacheEntry *entry;
+	MemoryContext oldcxt;
+
+	if (g != NULL && g->entry->key.nameshash == args->nameshash &&
+		uc_args_match_shape(args, g->shape))
+		return g;
+	for (g = state->groups; g != NULL; g = g->next)
+		if (g->entry->key.nameshash == args->nameshash &&
+			uc_args_match_shape(args, g->shape))
+			return state->last = g;
+
+	uc_lock_target(args->relid);
+	entry = uc_cache_lookup(args);
+	uc_cache_pin(entry);
+
+	g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
+	g->entry = entry;
+	g->shape = entry->shape;
+	g->cxt = state->cxt;
+	g->addfn = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(PGFunction));
+	for (int i = g->shape->rolestart[UC_DELTA]; i < g->shape->rolestart[UC_ASSIGN]; i++)
+		g->addfn[i] = delta_add_function(g->shape->cols[i].basetypid);
+	/* rbt_create() allocates in the current context; that must be ours */
+	oldcxt = MemoryContextSwitchTo(state->cxt);
+	g->tree = rbt_create(sizeof(UcRowNode), row_compare, row_combine,
+						 row_alloc, NULL, g);
+	MemoryContextSwitchTo(oldcxt);
+	g->next = state->groups;
+	state->groups = g;
+	state->ngroups++;
+	return state->last = g;
+}
+
+static void
+add_row(UcBatchState *state, Oid relid, Jsonb *const *objs)
+{
+	UcArgs		args = {0};
+	UcGroup    *g;
+	UcShape    *shape;
+	UcRowNode	tmp;
+	UcRowNode  *row;
+	bool		isnew;
+
+	uc_args_read(&args, relid, objs);
+	g = find_group(state, &args);
+	shape = g->shape;
+
+	tmp.values = palloc(Max(shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
+	tmp.nulls = (bool *) (tmp.values + shape->ncols);
+	for (int i = 0; i < shape->ncols; i++)
+		tmp.values[i] = uc_value_to_datum(shape, i, &args.values[i], &tmp.nulls[i]);
+
+	row = (UcRowNode *) rbt_insert(g->tree, &tmp.rbt, &isnew);
+	if (isnew)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(g->cxt);
+
+		row->values = palloc(Max(shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
+		row->nulls = (bool *) (row->values + shape->ncols);
+		for (int i = 0; i < shape->ncols; i++)
+		{
+			const UcColumn *col = &shape->cols[i];
+
+			row->nulls[i] = tmp.nulls[i];
+			row->values[i] = tmp.nulls[i] ? (Datum) 0 :
+				datumCopy(tmp.values[i], col->typbyval, col->typlen);
+		}
+		MemoryContextSwitchTo(oldcxt);
+		g->nrows++;
+	}
+}
+
+static Jsonb *
+copy_jsonb(MemoryContext cxt, Jsonb *jb)
+{
+	Jsonb	   *copy;
+
+	if (jb == NULL)
+		return NULL;
+	copy = MemoryContextAlloc(cxt, VARSIZE(jb));
+	memcpy(copy, jb, VARSIZE(jb));
+	return copy;
+}
+
+/*
+ * Add one input row.  objs are the jsonb arguments, valid for this call
+ * only.
+ */
+void
+uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs)
+{
+	if (state->flushed)
+		elog(ERROR, "upsert_increment() state was already written");
+
+	if (state->groups == NULL && !state->holding)
+	{
+		state->holding = true;
+		state->held_relid = relid;
+		for (int r = 0; r < UC_NROLES; r++)
+			state->held[r] = copy_jsonb(state->cxt, objs[r]);
+		return;
+	}
+	if (state->holding)
+	{
+		state->holding = false;
+		add_row(state, state->held_relid, state->held);
+	}
+	add_row(state, relid, objs);
+}
+
+/* Iterating a group's tree for uc_execute_rows() */
+typedef struct RowIter
+{
+	RBTreeIterator it;
+	int			ncols;
+} RowIter;
+
+static void
+next_row(void *arg, const Datum **values, const bool **isnull)
+{
+	RowIter    *ri = (RowIter *) arg;
+	UcRowNode  *row = (UcRowNode *) rbt_iterate(&ri->it);
+
+	if (row == NULL)
+		elog(ERROR, "upsert_increment() batch ended early");
+	*values = row->values;
+	*isnull = row->nulls;
+}
+
+static int
+group_order(const void *a, const void *b)
+{
+	const UcGroup *ga = *(UcGroup *const *) a;
+	const UcGroup *gb = *(UcGroup *const *) b;
+
+	if (ga->entry->key.relid != gb->entry->key.relid)
+		return ga->entry->key.relid < gb->entry->key.relid ? -1 : 1;
+	if (ga->entry->key.nameshash != gb->entry->key.nameshash)
+		return ga->entry->key.nameshash < gb->entry->key.nameshash ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Write everything the state holds.  Called once, by the final function.
+ */
+void
+uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
+{
+	UcGroup   **order;
+	int			n = 0;
+
+	if (state->flushed)
+		elog(ERROR, "upsert_increment() state was already written");
+	state->flushed = true;
+
+	if (state->holding)
+	{
+		UcArgs		args = {0};
+
+		uc_args_read(&args, state->held_relid, state->held);
+		if (uc_upsert_one(&args, UC_FORM_SINGLE, NULL))
+			(*inserted)++;
+		else
+			(*updated)++;
+		return;
+	}
+
+	order = palloc(Max(state->ngroups, 1) * sizeof(UcGroup *));
+	for (UcGroup *g = state->groups; g != NULL; g = g->next)
+		order[n++] = g;
+	qsort(order, n, sizeof(UcGroup *), group_order);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (int i = 0; i < n; i++)
+	{
+		UcGroup    *g = order[i];
+		RowIter		ri;
+
+		rbt_begin_iterate(g->tree, LeftRightWalk, &ri.it);
+		ri.ncols = g->shape->ncols;
+		uc_execute_rows(g->entry, g->shape, g->nrows, next_row, &ri,
+						inserted, updated);
+		uc_cache_unpin(g->entry);
+	}
+	SPI_finish();
+}

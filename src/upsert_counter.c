@@ -1,0 +1,198 @@
+/*-------------------------------------------------------------------------
+ *
+ * upsert_counter.c
+ *	  Module set-up, settings and the SQL-callable functions.
+ *
+ * This file owns the boundary with SQL: argument checking common to all
+ * entry points, the aggregate's transition and final functions,
+ * upsert_increment_returning(), and the cache inspection functions.  The
+ * work itself is done by the other files (see upsert_counter.h).
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+
+#include "upsert_counter.h"
+
+PG_MODULE_MAGIC;
+
+int			uc_cache_size = 1000;
+int			uc_batch_size = 1000;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("upsert_counter.cache_size",
+							"Maximum number of call shapes whose plans a backend keeps.",
+							"A shape is a target table with one set of key, delta, assign and on_insert column names. The least recently used shape is evicted beyond this number.",
+							&uc_cache_size,
+							1000, 1, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("upsert_counter.batch_size",
+							"Number of distinct keys the aggregate writes per statement.",
+							NULL,
+							&uc_batch_size,
+							1000, 1, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("upsert_counter");
+#else
+	EmitWarningsOnPlaceholders("upsert_counter");
+#endif
+	uc_cache_init();
+}
+
+/*
+ * Read the arguments common to every entry point: target, keys, deltas and
+ * the optional assign and on_insert.
+ */
+static Oid
+get_call_args(FunctionCallInfo fcinfo, int first, Jsonb **objs)
+{
+	static const char *const argnames[] = {"target", "keys", "deltas"};
+
+	for (int a = 0; a < 3; a++)
+		if (PG_ARGISNULL(first + a))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument \"%s\" of upsert_increment() must not be null",
+							argnames[a]),
+					 a == 2 ? errhint("Pass '{}' as deltas to only make sure the row exists.") : 0));
+
+	for (int r = 0; r < UC_NROLES; r++)
+	{
+		int			argno = first + 1 + r;
+
+		objs[r] = (argno < PG_NARGS() && !PG_ARGISNULL(argno)) ?
+			PG_GETARG_JSONB_P(argno) : NULL;
+	}
+	return PG_GETARG_OID(first);
+}
+
+static Jsonb *
+result_jsonb(int64 inserted, int64 updated)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	v.type = jbvNumeric;
+
+	k.val.string.val = "inserted";
+	k.val.string.len = 8;
+	pushJsonbValue(&st, WJB_KEY, &k);
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(inserted)));
+	pushJsonbValue(&st, WJB_VALUE, &v);
+
+	k.val.string.val = "updated";
+	k.val.string.len = 7;
+	pushJsonbValue(&st, WJB_KEY, &k);
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(updated)));
+	pushJsonbValue(&st, WJB_VALUE, &v);
+
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * upsert_increment(target, keys, deltas [, assign [, on_insert]]): the
+ * aggregate's transition function.
+ */
+PG_FUNCTION_INFO_V1(upsert_increment_transfn);
+Datum
+upsert_increment_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	UcBatchState *state;
+	Jsonb	   *objs[UC_NROLES];
+	Oid			relid;
+
+	switch (AggCheckCallContext(fcinfo, &aggcxt))
+	{
+		case AGG_CONTEXT_AGGREGATE:
+			break;
+		case AGG_CONTEXT_WINDOW:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("upsert_increment() cannot be used as a window function"),
+					 errdetail("A window aggregate computes its result once per row, which would write the rows again each time."),
+					 errhint("Call upsert_increment() as a plain aggregate, in a subquery if need be.")));
+			break;
+		default:
+			elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
+	}
+
+	relid = get_call_args(fcinfo, 1, objs);
+	state = PG_ARGISNULL(0) ? uc_batch_create(aggcxt) :
+		(UcBatchState *) PG_GETARG_POINTER(0);
+	uc_batch_add_jsonb(state, relid, objs);
+	PG_RETURN_POINTER(state);
+}
+
+PG_FUNCTION_INFO_V1(upsert_increment_finalfn);
+Datum
+upsert_increment_finalfn(PG_FUNCTION_ARGS)
+{
+	int64		inserted = 0;
+	int64		updated = 0;
+
+	if (!PG_ARGISNULL(0))
+		uc_batch_flush((UcBatchState *) PG_GETARG_POINTER(0), &inserted, &updated);
+	PG_RETURN_JSONB_P(result_jsonb(inserted, updated));
+}
+
+/*
+ * upsert_increment_returning(target, keys, deltas, assign, on_insert,
+ *							  OUT inserted boolean, OUT new_row jsonb)
+ */
+PG_FUNCTION_INFO_V1(upsert_increment_returning);
+Datum
+upsert_increment_returning(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *objs[UC_NROLES];
+	UcArgs		args = {0};
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	Datum		row = (Datum) 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	uc_args_read(&args, get_call_args(fcinfo, 0, objs), objs);
+	values[0] = BoolGetDatum(uc_upsert_one(&args, UC_FORM_RETURNING, &row));
+	values[1] = row;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(upsert_counter_cache);
+Datum
+upsert_counter_cache(PG_FUNCTION_ARGS)
+{
+	return uc_cache_report(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(upsert_counter_cache_reset);
+Datum
+upsert_counter_cache_reset(PG_FUNCTION_ARGS)
+{
+	uc_cache_reset();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,130 @@
+/*-------------------------------------------------------------------------
+ *
+ * values.c
+ *	  Converting the JSON values of a call to Datums of the column types.
+ *
+ * This file owns the rules by which a JSON value becomes a column value:
+ *
+ *	- JSON null is SQL NULL; refused for a delta (it would null the counter)
+ *	  and for a key under a NULLS DISTINCT arbiter (it would never conflict,
+ *	  so every call would insert a new row);
+ *	- a string goes through the column type's input function, with the
+ *	  column's typmod, so dates, timestamps, uuids, enums and domains work and
+ *	  a bad value raises the type's own error;
+ *	- a number goes into a numeric column as it is, and into any other column
+ *	  through the input function of its text, so 1.5 into an integer column
+ *	  is the integer type's own "invalid input syntax" error, never a silent
+ *	  rounding;
+ *	- true and false go through the input function as "true" and "false";
+ *	- into a json or jsonb column, any value goes in as JSON, as given;
+ *	  nested objects and arrays go into other types as their JSON text.
+ *
+ * A delta must be a JSON number.
+ *
+ * Results are allocated in the current memory context.
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+#include "upsert_counter.h"
+
+static const char *
+json_type_name(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		default:
+			return "object or array";
+	}
+}
+
+/* The JSON text of a value, for json and jsonb columns and nested values */
+static char *
+json_text(const JsonbValue *v)
+{
+	StringInfoData buf;
+
+	if (v->type == jbvBinary)
+	{
+		initStringInfo(&buf);
+		return JsonbToCString(&buf, v->val.binary.data, v->val.binary.len);
+	}
+	return JsonbToCString(NULL, &JsonbValueToJsonb((JsonbValue *) v)->root, 0);
+}
+
+Datum
+uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
+				  bool *isnull)
+{
+	const UcColumn *col = &shape->cols[i];
+	char	   *str;
+
+	*isnull = false;
+
+	if (col->role == UC_DELTA && v->type != jbvNumeric)
+		ereport(ERROR,
+				(v->type == jbvNull ?
+				 errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED) :
+				 errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delta for column \"%s\" must be a JSON number", col->name),
+				 errdetail("The value given is a JSON %s.", json_type_name(v)),
+				 errhint("Pass a number such as 1 or -2.5; use {} as deltas to only make sure the row exists.")));
+
+	if (v->type == jbvNull)
+	{
+		if (col->role == UC_KEY && !shape->nulls_not_distinct)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key column \"%s\" is null", col->name),
+					 errdetail("Unique index \"%s\" treats NULL values as distinct, so a row with a NULL key never conflicts and every call would insert a new row.",
+							   shape->arbitername),
+					 errhint("Pass a non-null key value, or declare the unique index NULLS NOT DISTINCT.")));
+		*isnull = true;
+		return (Datum) 0;
+	}
+
+	if (col->basetypid == JSONBOID || col->basetypid == JSONOID)
+		str = json_text(v);
+	else
+	{
+		switch (v->type)
+		{
+			case jbvString:
+				str = pnstrdup(v->val.string.val, v->val.string.len);
+				break;
+			case jbvNumeric:
+				if (col->typid == NUMERICOID && col->typmod < 0)
+					return NumericGetDatum(v->val.numeric);
+				str = DatumGetCString(DirectFunctionCall1(numeric_out,
+														  NumericGetDatum(v->val.numeric)));
+				break;
+			case jbvBool:
+				str = v->val.boolean ? "true" : "false";
+				break;
+			default:
+				str = json_text(v);
+				break;
+		}
+	}
+
+	return InputFunctionCall((FmgrInfo *) &col->inputfn, str, col->ioparam,
+							 col->typmod);
+}
