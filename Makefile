@@ -31,8 +31,8 @@ ISOLATION_OPTS = --load-extension=upsert_counter
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
 
-# No JIT bitcode: it would need clang at install time and buys nothing here.
-with_llvm = no
+# No JIT bitcode: it would need clang at build time and buys nothing here.
+override with_llvm := no
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -54,6 +54,14 @@ CREATE AGGREGATE upsert_increment(target regclass, keys jsonb, deltas jsonb,
 	PARALLEL = UNSAFE
 );
 
+-- CREATE AGGREGATE records every aggregate as immutable, and the planner
+-- then computes two identical calls in one query once: one write where the
+-- query asked for two.  These aggregates write; say so.
+UPDATE pg_catalog.pg_proc SET provolatile = 'v'
+WHERE oid IN ('@extschema@.upsert_increment(pg_catalog.regclass, pg_catalog.jsonb, pg_catalog.jsonb)'::pg_catalog.regprocedure,
+			  '@extschema@.upsert_increment(pg_catalog.regclass, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb)'::pg_catalog.regprocedure,
+			  '@extschema@.upsert_increment(pg_catalog.regclass, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb)'::pg_catalog.regprocedure);
+
 COMMENT ON AGGREGATE upsert_increment(regclass, jsonb, jsonb) IS
 'upsert one row (no FROM) or a batch: add deltas to the row with these keys, creating it if needed; returns {"inserted": n, "updated": n}';
 COMMENT ON AGGREGATE upsert_increment(regclass, jsonb, jsonb, jsonb) IS
@@ -71,6 +79,16 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION upsert_increment_returning(regclass, jsonb, jsonb, jsonb, jsonb) IS
 'upsert one row and return whether it was created and the row as it now is';
+
+-- Used by the generated statements only: counts the rows that take the
+-- ON CONFLICT DO UPDATE path and returns its argument unchanged.
+CREATE FUNCTION upsert_counter_note_update(anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'upsert_counter_note_update'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_note_update(anyelement) IS
+'internal: counts rows updated by upsert_increment(); returns its argument';
 
 CREATE FUNCTION upsert_counter_cache(
 	OUT target regclass, OUT arbiter regclass,

@@ -25,37 +25,44 @@
 
 #include "upsert_counter.h"
 
-/* Run a plan with the entry pinned; return SPI_processed */
+/*
+ * Rows that took the ON CONFLICT DO UPDATE path in the statement running
+ * now: the generated SET clause passes its first expression through
+ * upsert_counter_note_update(), which counts here.
+ */
+static uint64 uc_updates = 0;
+
+/*
+ * Run a plan with the entry pinned.  Returns SPI_processed (rows inserted
+ * or updated; with DO NOTHING, rows inserted); sets *updated to how many of
+ * them were updates.  A statement run from inside this one (a trigger
+ * calling upsert_increment() again) counts its own updates: the counter is
+ * saved and restored around each execution.
+ */
 static uint64
-run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls)
+run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
+		 uint64 *updated)
 {
 	SPIPlanPtr	plan = uc_cache_plan(entry, form);
+	uint64		saved = uc_updates;
 	int			rc;
 
+	uc_updates = 0;
 	uc_cache_pin(entry);
 	rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	uc_cache_unpin(entry);
-	if (rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
+	*updated = uc_updates;
+	uc_updates = saved;
+	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	return SPI_processed;
 }
 
-/* Count the "inserted" booleans in the first column of SPI's result */
-static int64
-count_inserted(void)
+/* upsert_counter_note_update(anyelement): count one updated row */
+void
+uc_note_update(void)
 {
-	int64		n = 0;
-
-	for (uint64 j = 0; j < SPI_processed; j++)
-	{
-		bool		isnull;
-
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[j],
-									   SPI_tuptable->tupdesc, 1, &isnull)))
-			n++;
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return n;
+	uc_updates++;
 }
 
 /*
@@ -92,27 +99,30 @@ uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
 	for (;;)
 	{
 		bool		isnull;
+		uint64		nupdated;
+		uint64		processed = run_plan(entry, form, values, nulls, &nupdated);
 
-		if (run_plan(entry, form, values, nulls) > 0)
+		if (processed > 0)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[0];
-
-			inserted = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			inserted = (nupdated == 0);
 			if (form == UC_FORM_RETURNING)
-				*row = SPI_datumTransfer(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull),
+				*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 1, &isnull),
 										 false, -1);
 			break;
 		}
+
+		/* DO NOTHING found the key: the row exists */
 		inserted = false;
 		if (form != UC_FORM_RETURNING)
 			break;
 
 		/*
-		 * Get-or-create with RETURNING: DO NOTHING returned nothing, so the
-		 * key exists; read the row.  Should it have been deleted in between,
-		 * try the insert again, as ON CONFLICT itself retries.
+		 * Get-or-create with RETURNING: DO NOTHING returned nothing, so read
+		 * the row.  Should it have been deleted in between, try the insert
+		 * again, as ON CONFLICT itself retries.
 		 */
-		if (run_plan(entry, UC_FORM_LOOKUP, values, nulls) > 0)
+		if (run_plan(entry, UC_FORM_LOOKUP, values, nulls, &nupdated) > 0)
 		{
 			*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull),
@@ -157,7 +167,8 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 	while (done < n)
 	{
 		int			m = (int) Min(chunk, n - done);
-		int64		ins;
+		uint64		processed;
+		uint64		nupdated;
 
 		/* gather m rows column by column */
 		for (int j = 0; j < m; j++)
@@ -182,7 +193,7 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 				paramnulls[i] = elemnulls[i] ? 'n' : ' ';
 			}
 			MemoryContextSwitchTo(oldcxt);
-			run_plan(entry, UC_FORM_SINGLE, params, paramnulls);
+			processed = run_plan(entry, UC_FORM_SINGLE, params, paramnulls, &nupdated);
 		}
 		else
 		{
@@ -200,12 +211,12 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 				paramnulls[i] = ' ';
 			}
 			MemoryContextSwitchTo(oldcxt);
-			run_plan(entry, UC_FORM_BATCH, params, paramnulls);
+			processed = run_plan(entry, UC_FORM_BATCH, params, paramnulls, &nupdated);
 		}
 
-		ins = count_inserted();
-		*inserted += ins;
-		*updated += m - ins;
+		/* with DO NOTHING, rows not processed are keys that existed */
+		*inserted += processed - nupdated;
+		*updated += m - (processed - nupdated);
 		done += m;
 		MemoryContextReset(chunkcxt);
 		CHECK_FOR_INTERRUPTS();

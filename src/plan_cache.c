@@ -40,6 +40,11 @@
 #include "access/stratnum.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -341,7 +346,8 @@ append_column_list(StringInfo buf, const UcShape *s, int from, int n,
 }
 
 static void
-append_conflict_clause(StringInfo buf, const UcShape *s)
+append_conflict_clause(StringInfo buf, const UcShape *s,
+					   const char *note_function)
 {
 	appendStringInfoString(buf, " ON CONFLICT ");
 	if (s->constraintname != NULL)
@@ -358,19 +364,28 @@ append_conflict_clause(StringInfo buf, const UcShape *s)
 		appendStringInfoString(buf, " DO NOTHING");
 		return;
 	}
+	/*
+	 * The first SET expression passes through upsert_counter_note_update(),
+	 * which counts the rows that took the update path (see execute.c).
+	 * RETURNING xmax = 0 would do on plain tables, but partitioned tables
+	 * refuse system columns in RETURNING.
+	 */
 	appendStringInfoString(buf, " DO UPDATE SET ");
 	for (int i = s->rolestart[UC_DELTA]; i < s->rolestart[UC_ON_INSERT]; i++)
 	{
 		const char *col = quote_identifier(s->cols[i].name);
+		bool		first = (i == s->rolestart[UC_DELTA]);
 
-		if (i > s->rolestart[UC_DELTA])
-			appendStringInfoString(buf, ", ");
+		appendStringInfo(buf, "%s%s = %s", first ? "" : ", ", col,
+						 first ? note_function : "");
 		if (s->cols[i].role == UC_DELTA)
 			appendStringInfo(buf,
-							 "%s = COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s",
-							 col, col, col);
+							 "COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s",
+							 col, col);
 		else
-			appendStringInfo(buf, "%s = EXCLUDED.%s", col, col);
+			appendStringInfo(buf, "EXCLUDED.%s", col);
+		if (first)
+			appendStringInfoChar(buf, ')');
 	}
 }
 
@@ -417,10 +432,37 @@ append_lookup(StringInfo buf, const UcShape *s, Oid *argtypes)
 	index_close(irel, AccessShareLock);
 }
 
+/*
+ * The schema upsert_counter is installed in; get_extension_schema() is
+ * static before PostgreSQL 16
+ */
+static Oid
+extension_schema(void)
+{
+	Oid			extoid = get_extension_oid("upsert_counter", false);
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for extension %u", extoid);
+	nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
 static char *
 build_sql(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 {
 	StringInfoData buf;
+	char	   *note = NULL;
 
 	initStringInfo(&buf);
 
@@ -455,19 +497,15 @@ build_sql(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 	}
 	appendStringInfoChar(&buf, ')');
 
-	append_conflict_clause(&buf, s);
+	if (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] > 0)
+	{
+		note = psprintf("%s.upsert_counter_note_update(",
+						quote_identifier(get_namespace_name(extension_schema())));
+	}
+	append_conflict_clause(&buf, s, note);
 
-	/*
-	 * Which rows were created: a row that ON CONFLICT updated carries our
-	 * transaction's lock in its xmax, a freshly inserted one has none.  With
-	 * DO NOTHING, every row returned was inserted.
-	 */
-	if (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] == 0)
-		appendStringInfoString(&buf, " RETURNING true");
-	else
-		appendStringInfoString(&buf, " RETURNING t.xmax OPERATOR(pg_catalog.=) 0");
 	if (form == UC_FORM_RETURNING)
-		appendStringInfoString(&buf, ", pg_catalog.to_jsonb(t.*)");
+		appendStringInfoString(&buf, " RETURNING pg_catalog.to_jsonb(t.*)");
 
 	return buf.data;
 }

@@ -43,6 +43,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
 #include "upsert_counter.h"
@@ -160,25 +161,11 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 				 errhint("To set \"%s\", pass it in argument \"assign\" or \"on_insert\" instead.", name)));
 }
 
-/* Append "(a, b)" naming the key columns of an index */
+/* Append "(a, lower(b))": the key columns of an index, as core prints them */
 static void
-append_index_columns(StringInfo buf, Relation rel, Form_pg_index idx)
+append_index_columns(StringInfo buf, Oid indexoid)
 {
-	appendStringInfoChar(buf, '(');
-	for (int k = 0; k < idx->indnkeyatts; k++)
-	{
-		AttrNumber	attnum = idx->indkey.values[k];
-
-		if (k > 0)
-			appendStringInfoString(buf, ", ");
-		if (attnum == 0)
-			appendStringInfoString(buf, "<expression>");
-		else
-			appendStringInfoString(buf,
-								   quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel),
-																		  attnum - 1)->attname)));
-	}
-	appendStringInfoChar(buf, ')');
+	appendStringInfo(buf, "(%s)", pg_get_indexdef_columns(indexoid, true));
 }
 
 /*
@@ -251,7 +238,7 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 		{
 			if (nusable++ > 0)
 				appendStringInfoString(&usable, ", ");
-			append_index_columns(&usable, rel, idx);
+			append_index_columns(&usable, indexoid);
 		}
 
 		if (bms_equal(cols, keyset))
@@ -262,7 +249,7 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 					appendStringInfoChar(&refused, ' ');
 				appendStringInfo(&refused, "Unique index \"%s\" on ",
 								 RelationGetRelationName(irel));
-				append_index_columns(&refused, rel, idx);
+				append_index_columns(&refused, indexoid);
 				appendStringInfo(&refused, " matches the key columns but %s.", why);
 			}
 			else
@@ -298,6 +285,8 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 bms_is_empty(keyset) ?
+				 errmsg("argument \"keys\" names no columns") :
 				 errmsg("there is no usable unique index on the key columns (%s) of relation \"%s\"",
 						names.data, RelationGetRelationName(rel)),
 				 refused.len > 0 ? errdetail_internal("%s", refused.data) : 0,

@@ -122,20 +122,12 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 	Jsonb	   *objs[UC_NROLES];
 	Oid			relid;
 
-	switch (AggCheckCallContext(fcinfo, &aggcxt))
-	{
-		case AGG_CONTEXT_AGGREGATE:
-			break;
-		case AGG_CONTEXT_WINDOW:
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("upsert_increment() cannot be used as a window function"),
-					 errdetail("A window aggregate computes its result once per row, which would write the rows again each time."),
-					 errhint("Call upsert_increment() as a plain aggregate, in a subquery if need be.")));
-			break;
-		default:
-			elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
-	}
+	/*
+	 * PostgreSQL refuses window use of an aggregate whose final function is
+	 * READ_WRITE, so only a plain aggregate call gets here.
+	 */
+	if (AggCheckCallContext(fcinfo, &aggcxt) != AGG_CONTEXT_AGGREGATE)
+		elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
 
 	relid = get_call_args(fcinfo, 1, objs);
 	state = PG_ARGISNULL(0) ? uc_batch_create(aggcxt) :
@@ -180,6 +172,22 @@ upsert_increment_returning(PG_FUNCTION_ARGS)
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
+}
+
+/*
+ * upsert_counter_note_update(anyelement) returns anyelement: called from
+ * the SET clause of the generated statements, once per row that takes the
+ * update path; counts it and returns its argument.  Not strict, so that a
+ * NULL assigned value is counted too.
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_note_update);
+Datum
+upsert_counter_note_update(PG_FUNCTION_ARGS)
+{
+	uc_note_update();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }
 
 PG_FUNCTION_INFO_V1(upsert_counter_cache);

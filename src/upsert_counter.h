@@ -171,6 +171,7 @@ extern void uc_lock_target(Oid relid);
 
 /* execute.c */
 typedef void (*UcRowIter) (void *arg, const Datum **values, const bool **isnull);
+extern void uc_note_update(void);
 extern bool uc_upsert_one(const UcArgs *args, UcForm form, Datum *row);
 extern void uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 							UcRowIter next_row, void *iterarg,

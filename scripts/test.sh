@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make test: every test suite, from a fresh machine, as root or not.
+#
+# Installs what is missing, builds and installs the extension, starts a
+# throwaway cluster as the postgres OS user, runs pg_regress and the
+# isolation specs (make installcheck, as postgres, in a staged copy of the
+# tree that postgres can write to), then stops the cluster.  Prints one
+# closing line "N passed, N failed" and exits non-zero on any failure.
+source "$(dirname "$0")/pgenv.sh"
+
+uc_ensure_packages
+uc_build_install
+uc_start_cluster
+
+stage=$UC_CLUSTER/tree
+mkdir -p "$stage"
+tar -C "$UC_REPO" --exclude=./tmp --exclude=./.git --exclude=./results \
+	--exclude=./output_iso -cf - . | tar -C "$stage" -xf -
+chown -R postgres: "$stage"
+
+passed=0
+failed=0
+failed_suites=()
+
+# run_suite NAME CMD...: run a suite, count its tests from pg_regress's summary
+run_suite() {
+	local name=$1 out rc
+	shift
+	uc_log "suite: $name"
+	set +e
+	out=$("$@" 2>&1)
+	rc=$?
+	set -e
+	printf '%s\n' "$out"
+	local ok bad
+	ok=$(printf '%s\n' "$out" | grep -cE '^(ok|test) .* ok( |$)|^ok [0-9]+ ' || true)
+	bad=$(printf '%s\n' "$out" | grep -cE 'FAILED|failed \(ignored\)|^not ok' || true)
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	if [ "$rc" -ne 0 ]; then
+		[ "$bad" -gt 0 ] || failed=$((failed + 1))
+		failed_suites+=("$name")
+		for f in "$stage/regression.diffs" "$stage/output_iso/regression.diffs"; do
+			[ -s "$f" ] && { echo "---- $f"; cat "$f"; }
+		done
+	fi
+	return 0
+}
+
+run_suite "pg_regress" uc_as_postgres make -C "$stage" -s installcheck \
+	PG_CONFIG="$PG_CONFIG" ISOLATION=
+run_suite "isolation" uc_as_postgres make -C "$stage" -s installcheck \
+	PG_CONFIG="$PG_CONFIG" REGRESS=
+
+if grep -qE 'PANIC|server process .* was terminated by signal|TRAP:' "$UC_CLUSTER/server.log"; then
+	echo "the server log shows a crash:" >&2
+	grep -E 'PANIC|terminated by signal|TRAP:' "$UC_CLUSTER/server.log" >&2
+	failed=$((failed + 1))
+	failed_suites+=("server log")
+fi
+
+echo
+if [ "${#failed_suites[@]}" -gt 0 ]; then
+	echo "failing: ${failed_suites[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "${#failed_suites[@]}" -eq 0 ]
