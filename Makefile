@@ -40,6 +40,9 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
+# PGXS tracks no header dependencies: every object depends on the one header
+$(OBJS): src/upsert_counter.h
+
 .PHONY: test demo
 test:
 	./scripts/test.sh

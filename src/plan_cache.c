@@ -107,11 +107,25 @@ uc_relcache_callback(Datum arg, Oid relid)
 	uc_invalidate(relid);
 }
 
-/* A renamed schema changes our SQL text without a relcache invalidation */
+/*
+ * A renamed schema changes our SQL text without a relcache invalidation.
+ * Only entries in that schema are hit (hashvalue 0 means all).
+ */
 static void
 uc_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	uc_invalidate(InvalidOid);
+	HASH_SEQ_STATUS status;
+	UcCacheEntry *entry;
+
+	if (uc_cache == NULL)
+		return;
+	hash_seq_init(&status, uc_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (hashvalue == 0 ||
+			(entry->shape != NULL && entry->shape->nsphash == hashvalue))
+			entry->valid = false;
+	}
 }
 
 /* ---------------------------------------------------------------------

@@ -380,6 +380,8 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	shape->relname = MemoryContextStrdup(cxt, RelationGetRelationName(rel));
 	shape->nspname = MemoryContextStrdup(cxt,
 										 get_namespace_name(RelationGetNamespace(rel)));
+	shape->nsphash = GetSysCacheHashValue1(NAMESPACEOID,
+										   ObjectIdGetDatum(RelationGetNamespace(rel)));
 	shape->ncols = args->ncols;
 	shape->cols = MemoryContextAllocZero(cxt, Max(args->ncols, 1) * sizeof(UcColumn));
 	shape->batchable = true;

@@ -107,6 +107,7 @@ typedef struct UcShape
 {
 	Oid			relid;
 	char	   *nspname;
+	uint32		nsphash;		/* its NAMESPACEOID syscache hash */
 	char	   *relname;
 	Oid			arbiter;		/* the arbiter index */
 	char	   *arbitername;
