@@ -29,32 +29,15 @@ const char *const uc_role_arg_names[UC_NROLES] = {
 	"keys", "deltas", "assign", "on_insert"
 };
 
+/* "array", "object", or the scalar's type, for error details */
 static const char *
 jsonb_kind_name(Jsonb *jb)
 {
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		JsonbValue	v;
+	JsonbValue	v;
 
-		if (!JsonbExtractScalar(&jb->root, &v))
-			return "scalar";
-		switch (v.type)
-		{
-			case jbvNull:
-				return "null";
-			case jbvString:
-				return "string";
-			case jbvNumeric:
-				return "number";
-			case jbvBool:
-				return "boolean";
-			default:
-				return "scalar";
-		}
-	}
-	if (JB_ROOT_IS_ARRAY(jb))
-		return "array";
-	return "object";
+	if (JB_ROOT_IS_SCALAR(jb) && JsonbExtractScalar(&jb->root, &v))
+		return uc_json_type_name(&v);
+	return JB_ROOT_IS_ARRAY(jb) ? "array" : "object";
 }
 
 /*

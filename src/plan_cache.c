@@ -84,19 +84,28 @@ static int	uc_maxpins = 0;
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Mark entries invalid: those of relation relid (the table or its arbiter
+ * index) or of the schema whose syscache hash is nsphash.  InvalidOid with
+ * nsphash 0 means all.  Only marks: freeing waits for the next lookup.
+ */
 static void
-uc_invalidate(Oid relid)
+uc_invalidate(Oid relid, uint32 nsphash)
 {
 	HASH_SEQ_STATUS status;
 	UcCacheEntry *entry;
+	bool		all = !OidIsValid(relid) && nsphash == 0;
 
 	if (uc_cache == NULL)
 		return;
 	hash_seq_init(&status, uc_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		if (!OidIsValid(relid) || entry->key.relid == relid ||
-			(entry->shape != NULL && entry->shape->arbiter == relid))
+		const UcShape *s = entry->shape;
+
+		if (all || (OidIsValid(relid) && entry->key.relid == relid) ||
+			(s != NULL && OidIsValid(relid) && s->arbiter == relid) ||
+			(s != NULL && nsphash != 0 && s->nsphash == nsphash))
 			entry->valid = false;
 	}
 }
@@ -104,28 +113,14 @@ uc_invalidate(Oid relid)
 static void
 uc_relcache_callback(Datum arg, Oid relid)
 {
-	uc_invalidate(relid);
+	uc_invalidate(relid, 0);
 }
 
-/*
- * A renamed schema changes our SQL text without a relcache invalidation.
- * Only entries in that schema are hit (hashvalue 0 means all).
- */
+/* A renamed schema changes our SQL text without a relcache invalidation */
 static void
 uc_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	HASH_SEQ_STATUS status;
-	UcCacheEntry *entry;
-
-	if (uc_cache == NULL)
-		return;
-	hash_seq_init(&status, uc_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		if (hashvalue == 0 ||
-			(entry->shape != NULL && entry->shape->nsphash == hashvalue))
-			entry->valid = false;
-	}
+	uc_invalidate(InvalidOid, hashvalue);
 }
 
 /* ---------------------------------------------------------------------
@@ -605,7 +600,27 @@ uc_cache_report(FunctionCallInfo fcinfo)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	dlist_iter	iter;
 
+#if PG_VERSION_NUM >= 150000
 	InitMaterializedSRF(fcinfo, 0);
+#else
+	{
+		MemoryContext oldcxt;
+		TupleDesc	tupdesc;
+
+		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+			!(rsinfo->allowedModes & SFRM_Materialize))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("set-valued function called in context that cannot accept a set")));
+		oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		rsinfo->returnMode = SFRM_Materialize;
+		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+		rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+		MemoryContextSwitchTo(oldcxt);
+	}
+#endif
 	if (uc_cache == NULL)
 		return (Datum) 0;
 

@@ -372,7 +372,9 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot upsert into relation \"%s\"", RelationGetRelationName(rel)),
+#if PG_VERSION_NUM >= 150000
 				 errdetail_relkind_not_supported(rel->rd_rel->relkind),
+#endif
 				 errhint("upsert_increment() writes to tables and partitioned tables only.")));
 
 	shape = MemoryContextAllocZero(cxt, sizeof(UcShape));

@@ -157,6 +157,7 @@ extern bool uc_args_match_shape(const UcArgs *args, const UcShape *shape);
 extern UcShape *uc_shape_build(const UcArgs *args, MemoryContext cxt);
 
 /* values.c */
+extern const char *uc_json_type_name(const JsonbValue *v);
 extern Datum uc_value_to_datum(const UcShape *shape, int col,
 							   const JsonbValue *v, bool *isnull);
 

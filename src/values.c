@@ -38,8 +38,9 @@
 
 #include "upsert_counter.h"
 
-static const char *
-json_type_name(const JsonbValue *v)
+/* The JSON type of a value, for error details */
+const char *
+uc_json_type_name(const JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -85,7 +86,7 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 				 errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED) :
 				 errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("delta for column \"%s\" must be a JSON number", col->name),
-				 errdetail("The value given is a JSON %s.", json_type_name(v)),
+				 errdetail("The value given is a JSON %s.", uc_json_type_name(v)),
 				 errhint("Pass a number such as 1 or -2.5; use {} as deltas to only make sure the row exists.")));
 
 	if (v->type == jbvNull)
