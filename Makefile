@@ -5,6 +5,7 @@
 #   make test       set up everything (packages, build, install, a throwaway
 #                   cluster) and run every test suite; what CI runs
 #   make demo       the worked example against a throwaway cluster
+#   make bench      pgbench comparisons against plain SQL (minutes; not in make test)
 #   make installcheck   pg_regress + isolation against a running server
 #                   (PGHOST/PGPORT), as PGXS defines it
 
@@ -43,9 +44,12 @@ endif
 # PGXS tracks no header dependencies: every object depends on the one header
 $(OBJS): src/upsert_counter.h
 
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	./scripts/test.sh
 
 demo:
 	./scripts/demo.sh
+
+bench:
+	./bench/run.sh

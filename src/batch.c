@@ -58,6 +58,7 @@ typedef struct UcGroup
 	RBTree	   *tree;
 	int64		nrows;			/* distinct keys */
 	PGFunction *addfn;			/* per column; delta columns only */
+	UcValueMemo *memo;			/* per column */
 	MemoryContext cxt;
 	struct UcGroup *next;
 } UcGroup;
@@ -194,6 +195,7 @@ find_group(UcBatchState *state, const UcArgs *args)
 	g->shape = entry->shape;
 	g->cxt = state->cxt;
 	g->addfn = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(PGFunction));
+	g->memo = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(UcValueMemo));
 	for (int i = g->shape->rolestart[UC_DELTA]; i < g->shape->rolestart[UC_ASSIGN]; i++)
 		g->addfn[i] = delta_add_function(g->shape->cols[i].basetypid);
 	/* rbt_create() allocates in the current context; that must be ours */
@@ -224,7 +226,8 @@ add_row(UcBatchState *state, Oid relid, Jsonb *const *objs)
 	tmp.values = palloc(Max(shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
 	tmp.nulls = (bool *) (tmp.values + shape->ncols);
 	for (int i = 0; i < shape->ncols; i++)
-		tmp.values[i] = uc_value_to_datum(shape, i, &args.values[i], &tmp.nulls[i]);
+		tmp.values[i] = uc_value_to_datum(shape, i, &args.values[i], &tmp.nulls[i],
+										   &g->memo[i]);
 
 	row = (UcRowNode *) rbt_insert(g->tree, &tmp.rbt, &isnew);
 	if (isnew)

@@ -89,7 +89,7 @@ uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
 	{
 		bool		isnull;
 
-		values[i] = uc_value_to_datum(shape, i, &args->values[i], &isnull);
+		values[i] = uc_value_to_datum(shape, i, &args->values[i], &isnull, NULL);
 		nulls[i] = isnull ? 'n' : ' ';
 	}
 

@@ -157,9 +157,19 @@ extern bool uc_args_match_shape(const UcArgs *args, const UcShape *shape);
 extern UcShape *uc_shape_build(const UcArgs *args, MemoryContext cxt);
 
 /* values.c */
+#define UC_MEMO_LEN 64
+typedef struct UcValueMemo		/* the last string converted for a column */
+{
+	bool		valid;
+	int			len;
+	Datum		value;			/* by-value types only */
+	char		str[UC_MEMO_LEN];
+} UcValueMemo;
+
 extern const char *uc_json_type_name(const JsonbValue *v);
 extern Datum uc_value_to_datum(const UcShape *shape, int col,
-							   const JsonbValue *v, bool *isnull);
+							   const JsonbValue *v, bool *isnull,
+							   UcValueMemo *memo);
 
 /* plan_cache.c */
 extern void uc_cache_init(void);

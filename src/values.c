@@ -11,15 +11,20 @@
  *	- a string goes through the column type's input function, with the
  *	  column's typmod, so dates, timestamps, uuids, enums and domains work and
  *	  a bad value raises the type's own error;
- *	- a number goes into a numeric column as it is, and into any other column
- *	  through the input function of its text, so 1.5 into an integer column
- *	  is the integer type's own "invalid input syntax" error, never a silent
- *	  rounding;
+ *	- a number goes into a numeric column as it is, an integral number into
+ *	  an integer column directly, and anything else through the input
+ *	  function of its text, so 1.5 into an integer column is the integer
+ *	  type's own "invalid input syntax" error, never a silent rounding;
  *	- true and false go through the input function as "true" and "false";
  *	- into a json or jsonb column, any value goes in as JSON, as given;
  *	  nested objects and arrays go into other types as their JSON text.
  *
  * A delta must be a JSON number.
+ *
+ * Within one aggregate call, a per-column memo remembers the last string
+ * converted for a by-value type (dates and hours repeat across a batch).
+ * Input functions may depend on settings such as DateStyle and TimeZone,
+ * which cannot change within a statement, so the memo never outlives one.
  *
  * Results are allocated in the current memory context.
  *
@@ -71,12 +76,51 @@ json_text(const JsonbValue *v)
 	return JsonbToCString(NULL, &JsonbValueToJsonb((JsonbValue *) v)->root, 0);
 }
 
+/*
+ * An integer column from a JSON number, without the text round trip when
+ * the number is integral (display scale 0).  Out of range is the same error
+ * the type's input function gives.  Returns false to take the generic path.
+ */
+static bool
+integer_from_numeric(const UcColumn *col, Numeric num, Datum *result)
+{
+	int64		v;
+	bool		fits;
+
+	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(num))) != 0)
+		return false;			/* 1.5, or 1.0: let the input function decide */
+	v = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
+	switch (col->typid)
+	{
+		case INT2OID:
+			fits = (v >= PG_INT16_MIN && v <= PG_INT16_MAX);
+			*result = Int16GetDatum((int16) v);
+			break;
+		case INT4OID:
+			fits = (v >= PG_INT32_MIN && v <= PG_INT32_MAX);
+			*result = Int32GetDatum((int32) v);
+			break;
+		default:
+			fits = true;
+			*result = Int64GetDatum(v);
+			break;
+	}
+	if (!fits)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value \"%s\" is out of range for type %s",
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num))),
+						format_type_be(col->typid))));
+	return true;
+}
+
 Datum
 uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
-				  bool *isnull)
+				  bool *isnull, UcValueMemo *memo)
 {
 	const UcColumn *col = &shape->cols[i];
 	char	   *str;
+	Datum		result;
 
 	*isnull = false;
 
@@ -109,11 +153,27 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 		switch (v->type)
 		{
 			case jbvString:
+				/* text needs no parsing: build it directly */
+				if (col->typid == TEXTOID)
+					return PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																	v->val.string.len));
+
+				/*
+				 * Within one statement a by-value column's input function
+				 * maps equal strings to equal values: reuse the last one.
+				 */
+				if (memo != NULL && col->typbyval && memo->valid &&
+					memo->len == v->val.string.len &&
+					memcmp(memo->str, v->val.string.val, memo->len) == 0)
+					return memo->value;
 				str = pnstrdup(v->val.string.val, v->val.string.len);
 				break;
 			case jbvNumeric:
 				if (col->typid == NUMERICOID && col->typmod < 0)
 					return NumericGetDatum(v->val.numeric);
+				if ((col->typid == INT2OID || col->typid == INT4OID || col->typid == INT8OID) &&
+					integer_from_numeric(col, v->val.numeric, &result))
+					return result;
 				str = DatumGetCString(DirectFunctionCall1(numeric_out,
 														  NumericGetDatum(v->val.numeric)));
 				break;
@@ -126,6 +186,16 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 		}
 	}
 
-	return InputFunctionCall((FmgrInfo *) &col->inputfn, str, col->ioparam,
-							 col->typmod);
+	result = InputFunctionCall((FmgrInfo *) &col->inputfn, str, col->ioparam,
+							   col->typmod);
+
+	if (memo != NULL && col->typbyval && v->type == jbvString &&
+		v->val.string.len <= UC_MEMO_LEN)
+	{
+		memcpy(memo->str, v->val.string.val, v->val.string.len);
+		memo->len = v->val.string.len;
+		memo->value = result;
+		memo->valid = true;
+	}
+	return result;
 }
