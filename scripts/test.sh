@@ -4,11 +4,12 @@
 # Installs what is missing, builds and installs the extension, starts a
 # throwaway cluster as the postgres OS user, runs pg_regress and the
 # isolation specs (make installcheck, as postgres, in a staged copy of the
-# tree that postgres can write to), then stops the cluster.  Prints one
+# tree that postgres can write to) and the Django suite (python/tests, with
+# Debian's Django and psycopg2), then stops the cluster.  Prints one
 # closing line "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/pgenv.sh"
 
-uc_ensure_packages
+uc_ensure_packages python3-django python3-psycopg2
 uc_build_install
 uc_start_cluster
 
@@ -51,6 +52,28 @@ run_suite "pg_regress" uc_as_postgres make -C "$stage" -s installcheck \
 	PG_CONFIG="$PG_CONFIG" ISOLATION=
 run_suite "isolation" uc_as_postgres make -C "$stage" -s installcheck \
 	PG_CONFIG="$PG_CONFIG" REGRESS=
+
+# Django: Debian's python3-django and python3-psycopg2 live under /usr/bin/python3
+# (the first python3 on PATH may be another interpreter without them)
+django_suite() {
+	uc_as_postgres /usr/bin/python3 "$stage/python/tests/run_tests.py" 2>&1
+}
+uc_log "suite: django"
+set +e
+django_out=$(django_suite)
+django_rc=$?
+set -e
+printf '%s\n' "$django_out"
+ran=$(printf '%s\n' "$django_out" | awk '/^Ran [0-9]+ tests?/ { print $2 }')
+bad=$(printf '%s\n' "$django_out" | grep -cE '^(FAIL|ERROR):' || true)
+if [ -z "$ran" ]; then
+	failed=$((failed + 1))
+	failed_suites+=("django (did not run)")
+else
+	passed=$((passed + ran - bad))
+	failed=$((failed + bad))
+	[ "$django_rc" -eq 0 ] || failed_suites+=("django")
+fi
 
 if grep -qE 'PANIC|server process .* was terminated by signal|TRAP:' "$UC_CLUSTER/server.log"; then
 	echo "the server log shows a crash:" >&2

@@ -1,0 +1,62 @@
+import uuid
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    initial = True
+
+    dependencies = []
+
+    operations = [
+        migrations.RunSQL("CREATE EXTENSION IF NOT EXISTS upsert_counter",
+                          reverse_sql=migrations.RunSQL.noop),
+        migrations.CreateModel(
+            name="AbTest",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+            ],
+        ),
+        migrations.CreateModel(
+            name="AbTestHourlyLog",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.CharField(choices=[("control", "Control"), ("variant", "Variant")], max_length=9)),
+                ("date", models.DateField()),
+                ("hour", models.PositiveSmallIntegerField()),
+                ("participants", models.PositiveIntegerField(default=0)),
+                ("conversions", models.PositiveIntegerField(default=0)),
+                ("ab_test", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="abtest.abtest")),
+            ],
+            options={"unique_together": {("ab_test", "version", "date", "hour")}},
+        ),
+        migrations.CreateModel(
+            name="Metric",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.UUIDField()),
+                ("day", models.DateField()),
+                ("hits", models.IntegerField(default=0)),
+                ("misses", models.IntegerField(default=0)),
+                ("amount", models.DecimalField(decimal_places=2, default=0, max_digits=12)),
+                ("label", models.CharField(db_column="label_text", default="none", max_length=20)),
+                ("color", models.CharField(choices=[("red", "Red"), ("blue", "Blue")], default="red", max_length=10)),
+                ("priority", models.IntegerField(default=1)),
+                ("meta", models.JSONField(default=dict)),
+                ("first_seen", models.DateTimeField(auto_now_add=True)),
+                ("last_seen", models.DateTimeField(auto_now=True)),
+            ],
+            options={"unique_together": {("key", "day")}},
+        ),
+        migrations.CreateModel(
+            name="TzEvent",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.DateTimeField(unique=True)),
+                ("n", models.IntegerField(default=0)),
+            ],
+        ),
+    ]
