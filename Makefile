@@ -17,16 +17,17 @@ OBJS = \
 	src/values.o \
 	src/plan_cache.o \
 	src/execute.o \
-	src/batch.o
+	src/batch.o \
+	src/flush.o
 
 EXTENSION = upsert_counter
-DATA = upsert_counter--1.0.sql
+DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache \
-	partitioned security plpgsql wagtail
+	partitioned security plpgsql wagtail flush
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
-	isolation_levels ddl_cached_plan
+	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries
 ISOLATION_OPTS = --load-extension=upsert_counter
 
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \

@@ -45,14 +45,19 @@ total() { psql_b -Atc "SELECT sum(participants) FROM ab_hourly"; }
 declare -A TPS
 declare -A RUNS
 
-# run_pgbench NAME SCRIPT MODE CLIENTS KEYSET SYNC
+# run_pgbench NAME SCRIPT MODE CLIENTS KEYSET SYNC [FLUSH]
 run_pgbench() {
-	local name=$1 script=$2 mode=$3 clients=$4 keyset=$5 sync=$6
+	local name=$1 script=$2 mode=$3 clients=$4 keyset=$5 sync=$6 flush=${7:-statement}
 	local ntests nhours before after out tps processed
-	if [ "$keyset" = hot ]; then ntests=2; nhours=2; else ntests=10000; nhours=24; fi
+	case $keyset in
+		hot) ntests=2; nhours=2 ;;
+		1key) ntests=1; nhours=1 ;;
+		4keys) ntests=4; nhours=1 ;;
+		*) ntests=10000; nhours=24 ;;
+	esac
 	psql_b -c "VACUUM ab_hourly" >/dev/null
 	before=$(total)
-	out=$(PGOPTIONS="-c synchronous_commit=$sync" uc_as_postgres pgbench -n -M "$mode" \
+	out=$(PGOPTIONS="-c synchronous_commit=$sync -c upsert_counter.flush=$flush" uc_as_postgres pgbench -n -M "$mode" \
 		-c "$clients" -j "$(( clients < 2 ? clients : 2 ))" -T "$DURATION" \
 		-D ntests=$ntests -D nhours=$nhours -f "$work/$script" bench 2>&1) || {
 		echo "$out" >&2
@@ -100,6 +105,23 @@ for round in $(seq 1 "$ROUNDS"); do
 		done
 	done
 done
+# Commit-time flush: 16 clients, a hot key set, a transaction that holds the
+# counter while it does 5 ms of other work
+FLUSH_WORKLOADS=(
+	"txn_commit txn_ours.sql commit"
+	"txn_statement txn_ours.sql statement"
+	"txn_raw txn_raw.sql statement"
+)
+uc_log "commit-time flush: $ROUNDS rounds, 16 clients"
+for round in $(seq 1 "$ROUNDS"); do
+	for keyset in 1key 4keys; do
+		for w in "${FLUSH_WORKLOADS[@]}"; do
+			set -- $w
+			run_pgbench "$1" "$2" simple 16 "$keyset" off "$3"
+		done
+	done
+done
+
 for k in "${!RUNS[@]}"; do
 	TPS[$k]=$(printf '%s' "${RUNS[$k]}" | median)
 done
@@ -190,6 +212,15 @@ fi
 		done
 		echo
 	done
+	echo "## Commit-time flush: BEGIN; upsert; 5 ms of other work; COMMIT (16 clients, synchronous_commit = off)"
+	echo
+	echo "| keys | upsert_counter.flush = commit | = statement | raw INSERT ... ON CONFLICT | commit / statement | commit / raw |"
+	echo "|---|---|---|---|---|---|"
+	for keyset in 1key 4keys; do
+		k="off,16,$keyset"
+		echo "| ${keyset%key*} | ${TPS[$k,txn_commit]} | ${TPS[$k,txn_statement]} | ${TPS[$k,txn_raw]} | $(ratio "${TPS[$k,txn_commit]}" "${TPS[$k,txn_statement]}") | $(ratio "${TPS[$k,txn_commit]}" "${TPS[$k,txn_raw]}") |"
+	done
+	echo
 	echo "## Targets (synchronous_commit = off)"
 	echo
 	echo "| target | measured | |"
@@ -209,6 +240,11 @@ fi
 		[ -n "${TPS[$k,ours_simple]:-}" ] || continue
 		target "ours prepared >= 0.95x raw prepared, 8 clients, $keyset" "$(ratio "${TPS[$k,ours_prepared]}" "${TPS[$k,raw_prepared]}")" 0.95
 		target "ours >= 4x update_or_create, 8 clients, $keyset" "$(ratio "${TPS[$k,ours_simple]}" "${TPS[$k,uoc]}")" 4
+	done
+	for keyset in 1key 4keys; do
+		k="off,16,$keyset"
+		target "commit mode >= 5x statement mode, ${keyset%key*} key(s)" "$(ratio "${TPS[$k,txn_commit]}" "${TPS[$k,txn_statement]}")" 5
+		target "commit mode >= 5x raw, ${keyset%key*} key(s)" "$(ratio "${TPS[$k,txn_commit]}" "${TPS[$k,txn_raw]}")" 5
 	done
 	if [ -z "${BENCH_SKIP_BATCH:-}" ]; then
 		target "batch: ours >= 0.8x the GROUP BY statement" "$(ratio "${BATCH_S[groupby]}" "${BATCH_S[ours]}")" 0.8

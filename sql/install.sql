@@ -1,7 +1,13 @@
 --
 -- install: the extension's objects and their properties
 --
-CREATE EXTENSION upsert_counter;
+-- Install the first released version, then update: the path existing users
+-- take.  (A fresh CREATE EXTENSION runs the same scripts.)
+CREATE EXTENSION upsert_counter VERSION '1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'upsert_counter';
+SELECT count(*) FROM pg_proc WHERE proname = 'upsert_counter_flush';
+ALTER EXTENSION upsert_counter UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'upsert_counter';
 
 -- Every function is caller's rights; those that write are volatile and
 -- parallel unsafe; nothing is SECURITY DEFINER.
@@ -30,4 +36,7 @@ DROP TABLE twice;
 SELECT upsert_counter_cache_reset();
 SHOW upsert_counter.cache_size;
 SHOW upsert_counter.batch_size;
+SHOW upsert_counter.flush;
+SHOW upsert_counter.flush_limit;
+SET upsert_counter.flush = 'sometimes';
 SET upsert_counter.no_such_setting = 1;

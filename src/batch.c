@@ -65,10 +65,12 @@ typedef struct UcGroup
 
 struct UcBatchState
 {
-	MemoryContext cxt;			/* the aggregate's context */
+	MemoryContext cxt;			/* the aggregate's (or buffer's) context */
 	UcGroup    *groups;
 	UcGroup    *last;			/* the previous row's group */
 	int			ngroups;
+	int64		nkeys;			/* distinct keys over all groups */
+	bool		can_hold;		/* may keep a first row as given */
 	bool		holding;		/* exactly one row so far, kept as given */
 	Oid			held_relid;
 	Jsonb	   *held[UC_NROLES];
@@ -162,34 +164,34 @@ row_alloc(void *arg)
 	return MemoryContextAlloc(((UcGroup *) arg)->cxt, sizeof(UcRowNode));
 }
 
+/*
+ * A state in cxt.  An aggregate's state (can_hold) keeps a lone first row as
+ * given; the commit-mode buffer (flush.c) always merges at once.
+ */
 UcBatchState *
-uc_batch_create(MemoryContext aggcxt)
+uc_batch_create(MemoryContext cxt, bool can_hold)
 {
-	UcBatchState *state = MemoryContextAllocZero(aggcxt, sizeof(UcBatchState));
+	UcBatchState *state = MemoryContextAllocZero(cxt, sizeof(UcBatchState));
 
-	state->cxt = aggcxt;
+	state->cxt = cxt;
+	state->can_hold = can_hold;
 	return state;
 }
 
-static UcGroup *
-find_group(UcBatchState *state, const UcArgs *args)
+int64
+uc_batch_nkeys(const UcBatchState *state)
 {
-	UcGroup    *g = state->last;
-	UcCacheEntry *entry;
+	return state->nkeys + (state->holding ? 1 : 0);
+}
+
+/* A new, empty group of state for a cache entry, which it pins */
+static UcGroup *
+new_group(UcBatchState *state, UcCacheEntry *entry)
+{
+	UcGroup    *g;
 	MemoryContext oldcxt;
 
-	if (g != NULL && g->entry->key.nameshash == args->nameshash &&
-		uc_args_match_shape(args, g->shape))
-		return g;
-	for (g = state->groups; g != NULL; g = g->next)
-		if (g->entry->key.nameshash == args->nameshash &&
-			uc_args_match_shape(args, g->shape))
-			return state->last = g;
-
-	uc_lock_target(args->relid);
-	entry = uc_cache_lookup(args);
 	uc_cache_pin(entry);
-
 	g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
 	g->entry = entry;
 	g->shape = entry->shape;
@@ -206,7 +208,57 @@ find_group(UcBatchState *state, const UcArgs *args)
 	g->next = state->groups;
 	state->groups = g;
 	state->ngroups++;
-	return state->last = g;
+	return g;
+}
+
+static UcGroup *
+find_group(UcBatchState *state, const UcArgs *args)
+{
+	UcGroup    *g = state->last;
+	UcCacheEntry *entry;
+
+	if (g != NULL && g->entry->key.nameshash == args->nameshash &&
+		uc_args_match_shape(args, g->shape))
+		return g;
+	for (g = state->groups; g != NULL; g = g->next)
+		if (g->entry->key.nameshash == args->nameshash &&
+			uc_args_match_shape(args, g->shape))
+			return state->last = g;
+
+	uc_lock_target(args->relid);
+	entry = uc_cache_lookup(args);
+	return state->last = new_group(state, entry);
+}
+
+/*
+ * Insert or merge one row into a group.  tmp's values may live anywhere;
+ * a new key's values are copied into the group's context.
+ */
+static void
+insert_row(UcBatchState *state, UcGroup *g, const UcRowNode *tmp)
+{
+	const UcShape *shape = g->shape;
+	bool		isnew;
+	UcRowNode  *row = (UcRowNode *) rbt_insert(g->tree, &tmp->rbt, &isnew);
+
+	if (isnew)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(g->cxt);
+
+		row->values = palloc(Max(shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
+		row->nulls = (bool *) (row->values + shape->ncols);
+		for (int i = 0; i < shape->ncols; i++)
+		{
+			const UcColumn *col = &shape->cols[i];
+
+			row->nulls[i] = tmp->nulls[i];
+			row->values[i] = tmp->nulls[i] ? (Datum) 0 :
+				datumCopy(tmp->values[i], col->typbyval, col->typlen);
+		}
+		MemoryContextSwitchTo(oldcxt);
+		g->nrows++;
+		state->nkeys++;
+	}
 }
 
 static void
@@ -216,8 +268,6 @@ add_row(UcBatchState *state, Oid relid, Jsonb *const *objs)
 	UcGroup    *g;
 	UcShape    *shape;
 	UcRowNode	tmp;
-	UcRowNode  *row;
-	bool		isnew;
 
 	uc_args_read(&args, relid, objs);
 	g = find_group(state, &args);
@@ -229,24 +279,7 @@ add_row(UcBatchState *state, Oid relid, Jsonb *const *objs)
 		tmp.values[i] = uc_value_to_datum(shape, i, &args.values[i], &tmp.nulls[i],
 										   &g->memo[i]);
 
-	row = (UcRowNode *) rbt_insert(g->tree, &tmp.rbt, &isnew);
-	if (isnew)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(g->cxt);
-
-		row->values = palloc(Max(shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
-		row->nulls = (bool *) (row->values + shape->ncols);
-		for (int i = 0; i < shape->ncols; i++)
-		{
-			const UcColumn *col = &shape->cols[i];
-
-			row->nulls[i] = tmp.nulls[i];
-			row->values[i] = tmp.nulls[i] ? (Datum) 0 :
-				datumCopy(tmp.values[i], col->typbyval, col->typlen);
-		}
-		MemoryContextSwitchTo(oldcxt);
-		g->nrows++;
-	}
+	insert_row(state, g, &tmp);
 }
 
 static Jsonb *
@@ -271,7 +304,7 @@ uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs)
 	if (state->flushed)
 		elog(ERROR, "upsert_increment() state was already written");
 
-	if (state->groups == NULL && !state->holding)
+	if (state->can_hold && state->groups == NULL && !state->holding)
 	{
 		state->holding = true;
 		state->held_relid = relid;
@@ -285,6 +318,37 @@ uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs)
 		add_row(state, state->held_relid, state->held);
 	}
 	add_row(state, relid, objs);
+}
+
+/*
+ * Merge the rows of src into dst, src's rows counting as the later ones
+ * (deltas summed, assign from src, on_insert from dst where both have the
+ * key).  src is left as it was.
+ */
+void
+uc_batch_merge(UcBatchState *dst, UcBatchState *src)
+{
+	if (src->holding)
+	{
+		src->holding = false;
+		add_row(src, src->held_relid, src->held);
+	}
+	for (UcGroup *sg = src->groups; sg != NULL; sg = sg->next)
+	{
+		UcGroup    *dg;
+		RBTreeIterator it;
+		UcRowNode  *row;
+
+		for (dg = dst->groups; dg != NULL; dg = dg->next)
+			if (dg->entry == sg->entry)
+				break;
+		if (dg == NULL)
+			dg = new_group(dst, sg->entry);
+
+		rbt_begin_iterate(sg->tree, LeftRightWalk, &it);
+		while ((row = (UcRowNode *) rbt_iterate(&it)) != NULL)
+			insert_row(dst, dg, row);
+	}
 }
 
 /* Iterating a group's tree for uc_execute_rows() */

@@ -162,6 +162,10 @@ uc_cache_unpin(UcCacheEntry *entry)
 static void
 uc_xact_callback(XactEvent event, void *arg)
 {
+	/* pins must last through the commit-mode flush of PRE_COMMIT */
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE ||
+		event == XACT_EVENT_PARALLEL_PRE_COMMIT)
+		return;
 	for (int i = 0; i < uc_npins; i++)
 		uc_pins[i].entry->pins = 0;
 	uc_npins = 0;

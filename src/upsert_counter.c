@@ -26,8 +26,24 @@
 
 PG_MODULE_MAGIC;
 
+/* The aggregate's transition state */
+typedef struct UcAggState
+{
+	bool		deferred;		/* commit mode: rows went to the buffer */
+	int64		nrows;			/* rows buffered, in commit mode */
+	UcBatchState *batch;		/* statement mode */
+} UcAggState;
+
 int			uc_cache_size = 1000;
 int			uc_batch_size = 1000;
+int			uc_flush_mode = UC_FLUSH_STATEMENT;
+int			uc_flush_limit = 100000;
+
+static const struct config_enum_entry uc_flush_options[] = {
+	{"statement", UC_FLUSH_STATEMENT, false},
+	{"commit", UC_FLUSH_COMMIT, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -48,12 +64,27 @@ _PG_init(void)
 							1000, 1, 1000000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("upsert_counter.flush",
+							 "When upsert_increment() writes: at once, or just before commit.",
+							 "'statement' writes in the calling statement. 'commit' buffers the rows, merged, for the transaction and writes them just before it commits, so that the row locks are held for the commit only.",
+							 &uc_flush_mode,
+							 UC_FLUSH_STATEMENT, uc_flush_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("upsert_counter.flush_limit",
+							"Distinct keys the commit-mode buffer holds before it is written early.",
+							"Writing early takes the row locks then, not at commit.",
+							&uc_flush_limit,
+							100000, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("upsert_counter");
 #else
 	EmitWarningsOnPlaceholders("upsert_counter");
 #endif
 	uc_cache_init();
+	uc_flush_init();
 }
 
 /*
@@ -83,8 +114,9 @@ get_call_args(FunctionCallInfo fcinfo, int first, Jsonb **objs)
 	return PG_GETARG_OID(first);
 }
 
+/* {"inserted": n, "updated": m}, or in commit mode {..: null, "deferred": n} */
 static Jsonb *
-result_jsonb(int64 inserted, int64 updated)
+result_jsonb(int64 inserted, int64 updated, int64 deferred)
 {
 	JsonbParseState *st = NULL;
 	JsonbValue	k;
@@ -94,17 +126,26 @@ result_jsonb(int64 inserted, int64 updated)
 	k.type = jbvString;
 	v.type = jbvNumeric;
 
-	k.val.string.val = "inserted";
-	k.val.string.len = 8;
-	pushJsonbValue(&st, WJB_KEY, &k);
-	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(inserted)));
-	pushJsonbValue(&st, WJB_VALUE, &v);
+	for (int i = 0; i < (deferred >= 0 ? 3 : 2); i++)
+	{
+		static const char *const names[] = {"inserted", "updated", "deferred"};
+		int64		n = i == 0 ? inserted : i == 1 ? updated : deferred;
 
-	k.val.string.val = "updated";
-	k.val.string.len = 7;
-	pushJsonbValue(&st, WJB_KEY, &k);
-	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(updated)));
-	pushJsonbValue(&st, WJB_VALUE, &v);
+		k.val.string.val = (char *) names[i];
+		k.val.string.len = strlen(names[i]);
+		pushJsonbValue(&st, WJB_KEY, &k);
+		if (deferred >= 0 && i < 2)
+		{
+			JsonbValue	null;
+
+			null.type = jbvNull;
+			pushJsonbValue(&st, WJB_VALUE, &null);
+			continue;
+		}
+		v.type = jbvNumeric;
+		v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(n)));
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
 
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
@@ -118,7 +159,7 @@ Datum
 upsert_increment_transfn(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcxt;
-	UcBatchState *state;
+	UcAggState *state;
 	Jsonb	   *objs[UC_NROLES];
 	Oid			relid;
 
@@ -130,9 +171,24 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 		elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
 
 	relid = get_call_args(fcinfo, 1, objs);
-	state = PG_ARGISNULL(0) ? uc_batch_create(aggcxt) :
-		(UcBatchState *) PG_GETARG_POINTER(0);
-	uc_batch_add_jsonb(state, relid, objs);
+	if (PG_ARGISNULL(0))
+	{
+		/* the mode is decided once per call, by its first row */
+		state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
+		state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
+		if (!state->deferred)
+			state->batch = uc_batch_create(aggcxt, true);
+	}
+	else
+		state = (UcAggState *) PG_GETARG_POINTER(0);
+
+	if (state->deferred)
+	{
+		uc_defer_row(relid, objs);
+		state->nrows++;
+	}
+	else
+		uc_batch_add_jsonb(state->batch, relid, objs);
 	PG_RETURN_POINTER(state);
 }
 
@@ -140,12 +196,31 @@ PG_FUNCTION_INFO_V1(upsert_increment_finalfn);
 Datum
 upsert_increment_finalfn(PG_FUNCTION_ARGS)
 {
+	UcAggState *state = PG_ARGISNULL(0) ? NULL : (UcAggState *) PG_GETARG_POINTER(0);
 	int64		inserted = 0;
 	int64		updated = 0;
 
-	if (!PG_ARGISNULL(0))
-		uc_batch_flush((UcBatchState *) PG_GETARG_POINTER(0), &inserted, &updated);
-	PG_RETURN_JSONB_P(result_jsonb(inserted, updated));
+	if (state == NULL)
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, uc_flush_mode == UC_FLUSH_COMMIT ? 0 : -1));
+	if (state->deferred)
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, state->nrows));
+	uc_batch_flush(state->batch, &inserted, &updated);
+	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
+}
+
+/*
+ * upsert_counter_flush(): write the commit-mode buffer now; returns what it
+ * wrote.
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_flush);
+Datum
+upsert_counter_flush(PG_FUNCTION_ARGS)
+{
+	int64		inserted = 0;
+	int64		updated = 0;
+
+	uc_flush_pending(&inserted, &updated);
+	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
 
 /*

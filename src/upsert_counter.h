@@ -21,6 +21,8 @@
  *	execute.c	running the plans, one row or sorted chunks of a batch
  *	batch.c		the aggregate's state: merging rows with equal keys and
  *				writing them sorted, in chunks
+ *	flush.c		commit mode: the per-transaction buffer, savepoints, and
+ *				the write just before commit
  *	upsert_counter.c	module init, GUCs and the SQL-callable functions
  *
  * Copyright (c) 2026, the upsert_counter authors
@@ -146,8 +148,16 @@ typedef struct UcCacheEntry
 typedef struct UcCacheKey UcCacheKey;
 
 /* GUCs */
+typedef enum UcFlushMode
+{
+	UC_FLUSH_STATEMENT,
+	UC_FLUSH_COMMIT
+} UcFlushMode;
+
 extern int	uc_cache_size;
 extern int	uc_batch_size;
+extern int	uc_flush_mode;
+extern int	uc_flush_limit;
 
 /* args.c */
 extern void uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs);
@@ -191,9 +201,16 @@ extern void uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 
 /* batch.c */
 typedef struct UcBatchState UcBatchState;
-extern UcBatchState *uc_batch_create(MemoryContext aggcxt);
+extern UcBatchState *uc_batch_create(MemoryContext cxt, bool can_hold);
+extern int64 uc_batch_nkeys(const UcBatchState *state);
+extern void uc_batch_merge(UcBatchState *dst, UcBatchState *src);
 extern void uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs);
 extern void uc_batch_flush(UcBatchState *state, int64 *inserted,
 						   int64 *updated);
+
+/* flush.c */
+extern void uc_flush_init(void);
+extern void uc_defer_row(Oid relid, Jsonb *const *objs);
+extern bool uc_flush_pending(int64 *inserted, int64 *updated);
 
 #endif							/* UPSERT_COUNTER_H */
