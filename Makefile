@@ -6,6 +6,7 @@
 #                   cluster) and run every test suite; what CI runs
 #   make demo       the worked example against a throwaway cluster
 #   make bench      pgbench comparisons against plain SQL (minutes; not in make test)
+#   make stress     the long reliability run (minutes; make test runs short forms)
 #   make installcheck   pg_regress + isolation against a running server
 #                   (PGHOST/PGPORT), as PGXS defines it
 
@@ -25,7 +26,7 @@ DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache \
-	partitioned security plpgsql wagtail flush
+	partitioned security hostile plpgsql wagtail flush
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries
 ISOLATION_OPTS = --load-extension=upsert_counter
@@ -45,7 +46,7 @@ endif
 # PGXS tracks no header dependencies: every object depends on the one header
 $(OBJS): src/upsert_counter.h
 
-.PHONY: test demo bench
+.PHONY: test demo bench stress
 test:
 	./scripts/test.sh
 
@@ -54,3 +55,6 @@ demo:
 
 bench:
 	./bench/run.sh
+
+stress:
+	./scripts/stress.sh

@@ -75,6 +75,35 @@ else
 	[ "$django_rc" -eq 0 ] || failed_suites+=("django")
 fi
 
+# Reliability, short forms (make stress runs the long ones): a seeded fuzzer
+# and load with an invariant under faults and DDL, in both flush modes.
+# Each prints "N passed, N failed" as its last line.
+run_counted() {
+	local name=$1 out rc p f
+	shift
+	uc_log "suite: $name"
+	set +e
+	out=$("$@" 2>&1)
+	rc=$?
+	set -e
+	printf '%s\n' "$out"
+	read -r p f < <(printf '%s\n' "$out" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' | tail -1)
+	if [ -z "${p:-}" ]; then
+		failed=$((failed + 1))
+		failed_suites+=("$name (did not finish)")
+		return 0
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$rc" -eq 0 ] || failed_suites+=("$name")
+}
+uc_as_postgres createdb reliability
+run_counted fuzz uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/fuzz.py" --calls 3000
+run_counted "stress (statement)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
+	--duration 12 --clients 32 --flush statement
+run_counted "stress (commit)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
+	--duration 12 --clients 32 --flush commit
+
 if grep -qE 'PANIC|server process .* was terminated by signal|TRAP:' "$UC_CLUSTER/server.log"; then
 	echo "the server log shows a crash:" >&2
 	grep -E 'PANIC|terminated by signal|TRAP:' "$UC_CLUSTER/server.log" >&2

@@ -1,0 +1,277 @@
+#!/usr/bin/python3
+"""Load with an invariant, under faults and DDL.
+
+Clients run single-row calls and batches on hot and spread keys; in the same
+transaction each logs every delta it sent into st_log, and a share of
+transactions roll back on purpose.  Meanwhile a fault thread terminates and
+cancels backends (also in the middle of large batches), sets tiny statement
+timeouts, and runs DDL on the counter table; with --kill it SIGKILLs a
+backend (the server restarts all sessions), with --restart it stops the
+server with pg_ctl stop -m immediate and starts it again.  Clients reconnect
+and go on.
+
+At the end, for every key, the counter must equal the sum of the committed
+logged deltas, exactly; there must be no duplicate keys; and no client may
+have seen an error outside the expected set.
+
+    /usr/bin/python3 tests/stress.py --duration 15 --clients 32 --flush statement
+
+Connects with the libpq environment.  --restart needs UC_PGDATA and
+UC_PGBIN.  Prints a summary and one closing line "N passed, N failed".
+"""
+import argparse
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+
+# errors a client may see while faults are injected
+EXPECTED = {
+    "57P01": "terminated by administrator",
+    "57P02": "crash of another backend",
+    "57P03": "server starting up",
+    "57014": "canceled / statement timeout",
+    "40001": "serialization failure",
+    "40P01": "deadlock detected",
+    "42P01": "table renamed or recreated while the call waited",
+    "25P02": "transaction aborted",
+    "55000": "object not in prerequisite state",
+    None: "connection lost",
+}
+
+SETUP = """
+DROP TABLE IF EXISTS st_counter, st_log, st_counter_tmp CASCADE;
+DROP SEQUENCE IF EXISTS st_id;
+CREATE SEQUENCE st_id;  -- not owned by the table: it is dropped and recreated
+CREATE TABLE st_counter (id bigint PRIMARY KEY DEFAULT nextval('st_id'), k int NOT NULL, g text NOT NULL,
+                         n bigint NOT NULL DEFAULT 0, CONSTRAINT st_key UNIQUE (k, g));
+CREATE TABLE st_log (k int NOT NULL, g text NOT NULL, d bigint NOT NULL);
+"""
+
+UPSERT = ("SELECT upsert_increment('st_counter', jsonb_build_object('k', k, 'g', g), "
+          "jsonb_build_object('n', d)) FROM unnest(%s::int[], %s::text[], %s::int[]) AS t(k, g, d)")
+LOG = "INSERT INTO st_log SELECT * FROM unnest(%s::int[], %s::text[], %s::int[])"
+BIG = ("SELECT upsert_increment('st_counter', jsonb_build_object('k', (i * 7919) %% 20000, 'g', 'big'), "
+       "jsonb_build_object('n', 1)) FROM generate_series(1, %s) i")
+BIG_LOG = "INSERT INTO st_log SELECT (i * 7919) %% 20000, 'big', 1 FROM generate_series(1, %s) i"
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.c = collections.Counter()
+        self.unexpected = []
+
+    def add(self, key, n=1):
+        with self.lock:
+            self.c[key] += n
+
+
+def connect(deadline):
+    while True:
+        try:
+            conn = psycopg2.connect("", application_name="uc_stress")
+            return conn
+        except psycopg2.OperationalError:
+            if time.time() > deadline + 60:
+                raise
+            time.sleep(0.2)
+
+
+def worker(n, args, stats, stop, deadline):
+    r = random.Random(args.seed * 1000 + n)
+    conn = connect(deadline)
+    big = (n == 0)
+    while not stop.is_set():
+        try:
+            with conn.cursor() as cur:
+                if args.flush == "commit":
+                    cur.execute("SET LOCAL upsert_counter.flush = commit")
+                if big:
+                    # a large batch, a target for kills, cancels and timeouts
+                    rows = r.choice([5000, 20000])
+                    if r.random() < 0.3:
+                        cur.execute("SET LOCAL statement_timeout = %s", (r.choice([20, 50, 100]),))
+                    cur.execute(BIG, (rows,))
+                    cur.execute("SET LOCAL statement_timeout = 0")
+                    cur.execute(BIG_LOG, (rows,))
+                    stats.add("big batches")
+                else:
+                    count = 1 if r.random() < 0.7 else r.randrange(2, 20)
+                    ks, gs, ds = [], [], []
+                    for _ in range(count):
+                        hot = r.random() < 0.5
+                        ks.append(r.randrange(4) if hot else r.randrange(10000))
+                        gs.append("hot" if hot else r.choice(["a", "b"]))
+                        ds.append(r.randrange(-2, 10))
+                    cur.execute(UPSERT, (ks, gs, ds))
+                    cur.execute(LOG, (ks, gs, ds))
+                    stats.add("calls")
+                    stats.add("rows", count)
+            if r.random() < 0.1:
+                conn.rollback()
+                stats.add("rolled back on purpose")
+            else:
+                conn.commit()
+                stats.add("committed")
+        except psycopg2.Error as e:
+            code = e.pgcode
+            stats.add("error %s" % code)
+            if code not in EXPECTED:
+                with stats.lock:
+                    stats.unexpected.append("%s: %s" % (code, (e.pgerror or str(e)).strip()))
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            if conn.closed or code is None or code.startswith("57P"):
+                try:
+                    conn.close()
+                except psycopg2.Error:
+                    pass
+                conn = connect(deadline)
+                stats.add("reconnects")
+    conn.close()
+
+
+def faults(args, stats, stop):
+    r = random.Random(args.seed)
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    extra = 0
+    while not stop.is_set():
+        time.sleep(r.uniform(0.2, 0.6))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pid, query FROM pg_stat_activity WHERE application_name = 'uc_stress' "
+                            "AND state = 'active'")
+                active = cur.fetchall()
+                big = [pid for pid, q in active if "generate_series" in q]
+                roll = r.random()
+                if roll < 0.25 and active:
+                    pid = r.choice(big or [p for p, _ in active])
+                    cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    stats.add("fault: terminate" + (" mid-batch" if pid in big else ""))
+                elif roll < 0.45 and active:
+                    pid = r.choice(big or [p for p, _ in active])
+                    cur.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                    stats.add("fault: cancel" + (" mid-batch" if pid in big else ""))
+                elif roll < 0.55 and args.ddl:
+                    extra += 1
+                    cur.execute("ALTER TABLE st_counter ADD COLUMN extra%d int" % extra)
+                    stats.add("ddl: add column")
+                elif roll < 0.65 and args.ddl:
+                    cur.execute("REINDEX TABLE st_counter")
+                    stats.add("ddl: reindex")
+                elif roll < 0.72 and args.ddl:
+                    cur.execute("BEGIN; ALTER TABLE st_counter DROP CONSTRAINT st_key; "
+                                "ALTER TABLE st_counter ADD CONSTRAINT st_key UNIQUE (g, k); COMMIT")
+                    stats.add("ddl: unique index dropped and recreated")
+                elif roll < 0.78 and args.ddl:
+                    cur.execute("ALTER TABLE st_counter RENAME TO st_counter_tmp")
+                    time.sleep(0.05)
+                    cur.execute("ALTER TABLE st_counter_tmp RENAME TO st_counter")
+                    stats.add("ddl: table renamed and back")
+                elif roll < 0.82 and args.ddl:
+                    cur.execute("""BEGIN;
+                        LOCK TABLE st_counter, st_log IN ACCESS EXCLUSIVE MODE;
+                        CREATE TABLE st_counter_tmp (LIKE st_counter INCLUDING DEFAULTS);
+                        INSERT INTO st_counter_tmp SELECT * FROM st_counter;
+                        DROP TABLE st_counter;
+                        ALTER TABLE st_counter_tmp RENAME TO st_counter;
+                        ALTER TABLE st_counter ADD PRIMARY KEY (id), ADD CONSTRAINT st_key UNIQUE (k, g);
+                        COMMIT""")
+                    stats.add("ddl: table dropped and recreated")
+                elif roll < 0.85 and args.kill and active:
+                    pid = r.choice(big or [p for p, _ in active])
+                    os.kill(pid, signal.SIGKILL)
+                    stats.add("fault: SIGKILL of a backend")
+                    time.sleep(2)
+                    conn.close()
+                    conn = connect(time.time())
+                    conn.autocommit = True
+                elif roll < 0.87 and args.restart:
+                    pg_ctl = os.path.join(os.environ["UC_PGBIN"], "pg_ctl")
+                    subprocess.run([pg_ctl, "-D", os.environ["UC_PGDATA"], "-m", "immediate", "-w", "stop"],
+                                   check=True, stdout=subprocess.DEVNULL)
+                    subprocess.run([pg_ctl, "-D", os.environ["UC_PGDATA"], "-w", "-l",
+                                    os.path.join(os.path.dirname(os.environ["UC_PGDATA"]), "server.log"),
+                                    "start"], check=True, stdout=subprocess.DEVNULL)
+                    stats.add("fault: pg_ctl stop -m immediate, restart")
+                    conn = connect(time.time())
+                    conn.autocommit = True
+        except psycopg2.Error:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+            conn = connect(time.time())
+            conn.autocommit = True
+    conn.close()
+
+
+def check(stats):
+    conn = connect(time.time())
+    with conn.cursor() as cur:
+        cur.execute("""SELECT count(*) FROM st_counter c
+                       FULL JOIN (SELECT k, g, sum(d) AS s FROM st_log GROUP BY k, g) l USING (k, g)
+                       WHERE c.n IS DISTINCT FROM l.s""")
+        mismatches = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM (SELECT k, g FROM st_counter GROUP BY k, g HAVING count(*) > 1) d")
+        duplicates = cur.fetchone()[0]
+        cur.execute("SELECT count(*), coalesce(sum(n), 0) FROM st_counter")
+        keys, total = cur.fetchone()
+    conn.close()
+    return mismatches, duplicates, keys, total
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=15)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--flush", choices=["statement", "commit"], default="statement")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-ddl", dest="ddl", action="store_false")
+    p.add_argument("--kill", action="store_true", help="SIGKILL backends (the server restarts them all)")
+    p.add_argument("--restart", action="store_true", help="pg_ctl stop -m immediate and start")
+    args = p.parse_args()
+
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(SETUP)
+    conn.close()
+
+    stats = Stats()
+    stop = threading.Event()
+    deadline = time.time() + args.duration
+    threads = [threading.Thread(target=worker, args=(i, args, stats, stop, deadline))
+               for i in range(args.clients)]
+    threads.append(threading.Thread(target=faults, args=(args, stats, stop)))
+    for t in threads:
+        t.start()
+    time.sleep(args.duration)
+    stop.set()
+    for t in threads:
+        t.join()
+
+    mismatches, duplicates, keys, total = check(stats)
+    print("stress: flush=%s, %d clients, %.0f s, seed %d" % (args.flush, args.clients, args.duration, args.seed))
+    for key, n in sorted(stats.c.items()):
+        print("  %-45s %d" % (key, n))
+    print("  keys %d, counted total %d, mismatches %d, duplicate keys %d" % (keys, total, mismatches, duplicates))
+    for u in stats.unexpected[:20]:
+        print("UNEXPECTED:", u)
+    checks = [mismatches == 0, duplicates == 0, not stats.unexpected, stats.c["committed"] > 0]
+    print("%d passed, %d failed" % (sum(checks), len(checks) - sum(checks)))
+    sys.exit(0 if all(checks) else 1)
+
+
+if __name__ == "__main__":
+    main()
