@@ -87,7 +87,8 @@ run_counted() {
 	rc=$?
 	set -e
 	printf '%s\n' "$out"
-	read -r p f < <(printf '%s\n' "$out" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' | tail -1)
+	p= f=
+	read -r p f < <(printf '%s\n' "$out" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' | tail -1) || true
 	if [ -z "${p:-}" ]; then
 		failed=$((failed + 1))
 		failed_suites+=("$name (did not finish)")

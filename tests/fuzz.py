@@ -39,6 +39,7 @@ WEIRD_NAMES = [
 ]
 
 SETUP = r'''
+CREATE EXTENSION IF NOT EXISTS upsert_counter;
 DROP TABLE IF EXISTS fz_exact, fz_model, fz_types, fz_weird, fz_part CASCADE;
 DROP TYPE IF EXISTS fz_mood CASCADE;
 DROP DOMAIN IF EXISTS fz_pos CASCADE;
@@ -278,7 +279,10 @@ class Fuzzer:
                 self.failures.append("fz_exact %s: table has %s, model says %s"
                                      % (key, got.get(key), want.get(key)))
         # the backend is still alive and its cache usable
-        self.sql("SELECT upsert_increment('fz_model', '{\"k\": 0, \"g\": \"a\"}', '{}')")
+        try:
+            self.sql("SELECT upsert_increment('fz_exact', '{\"k\": 0, \"g\": \"a\"}', '{}')")
+        except psycopg2.Error as e:
+            self.failures.append("model: the session is unusable after the run: %s" % e)
 
 
 def main():

@@ -46,6 +46,7 @@ EXPECTED = {
 }
 
 SETUP = """
+CREATE EXTENSION IF NOT EXISTS upsert_counter;
 DROP TABLE IF EXISTS st_counter, st_log, st_counter_tmp CASCADE;
 DROP SEQUENCE IF EXISTS st_id;
 CREATE SEQUENCE st_id;  -- not owned by the table: it is dropped and recreated
