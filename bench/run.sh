@@ -271,7 +271,7 @@ fi
 		echo "| method | seconds | rows/s | result |"
 		echo "|---|---|---|---|"
 		for m in ours groupby nogroup loop; do
-			s=${BATCH_S[$m]}
+			s=${BATCH_S[$m]:-}
 			rps=$( [ -n "$s" ] && awk -v s="$s" 'BEGIN { printf "%.0f", 1000000 / s }' || echo "–")
 			label=$m
 			case $m in

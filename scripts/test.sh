@@ -23,17 +23,21 @@ passed=0
 failed=0
 failed_suites=()
 
-# run_suite NAME CMD...: run a suite, count its tests from pg_regress's summary
-run_suite() {
-	local name=$1 out rc
-	shift
-	uc_log "suite: $name"
+# capture CMD...: run CMD, print its output; sets $out and $rc
+capture() {
 	set +e
 	out=$("$@" 2>&1)
 	rc=$?
 	set -e
 	printf '%s\n' "$out"
-	local ok bad
+}
+
+# run_suite NAME CMD...: a pg_regress run, counted from its per-test lines
+run_suite() {
+	local name=$1 ok bad
+	shift
+	uc_log "suite: $name"
+	capture "$@"
 	ok=$(printf '%s\n' "$out" | grep -cE '^(ok|test) .* ok( |$)|^ok [0-9]+ ' || true)
 	bad=$(printf '%s\n' "$out" | grep -cE 'FAILED|failed \(ignored\)|^not ok' || true)
 	passed=$((passed + ok))
@@ -55,15 +59,10 @@ run_suite "isolation" uc_as_postgres make -C "$stage" -s installcheck \
 
 # Django: Debian's python3-django and python3-psycopg2 live under /usr/bin/python3
 # (the first python3 on PATH may be another interpreter without them)
-django_suite() {
-	uc_as_postgres /usr/bin/python3 "$stage/python/tests/run_tests.py" 2>&1
-}
 uc_log "suite: django"
-set +e
-django_out=$(django_suite)
-django_rc=$?
-set -e
-printf '%s\n' "$django_out"
+capture uc_as_postgres /usr/bin/python3 "$stage/python/tests/run_tests.py"
+django_out=$out
+django_rc=$rc
 ran=$(printf '%s\n' "$django_out" | awk '/^Ran [0-9]+ tests?/ { print $2 }')
 bad=$(printf '%s\n' "$django_out" | grep -cE '^(FAIL|ERROR):' || true)
 if [ -z "$ran" ]; then
@@ -79,14 +78,10 @@ fi
 # and load with an invariant under faults and DDL, in both flush modes.
 # Each prints "N passed, N failed" as its last line.
 run_counted() {
-	local name=$1 out rc p f
+	local name=$1 p f
 	shift
 	uc_log "suite: $name"
-	set +e
-	out=$("$@" 2>&1)
-	rc=$?
-	set -e
-	printf '%s\n' "$out"
+	capture "$@"
 	p= f=
 	read -r p f < <(printf '%s\n' "$out" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' | tail -1) || true
 	if [ -z "${p:-}" ]; then

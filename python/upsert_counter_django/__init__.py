@@ -142,8 +142,12 @@ class _Shape:
                 field = field.target_field
         if field.get_internal_type() == "JSONField":
             return json.dumps(json.loads(json.dumps(value, cls=field.encoder)))
-        prepared = field.get_db_prep_value(value, self.connection, prepared=False)
-        return _json_value(_unwrap_adapter(prepared))
+        prepared = _unwrap_adapter(field.get_db_prep_value(value, self.connection, prepared=False))
+        if isinstance(prepared, str) and field.get_internal_type() == "DecimalField":
+            # some Django versions format decimals as strings: a delta must
+            # stay a JSON number, and an exact one
+            prepared = decimal.Decimal(prepared)
+        return _json_value(prepared)
 
     def encode(self, values, role, seen):
         """A dict of field names to values -> [(column, JSON text)].
@@ -233,6 +237,15 @@ def _db(model, using):
     return using or router.db_for_write(model)
 
 
+def _one_call(model, keys, deltas, assign, on_insert, using):
+    """The database alias, its connection, the model's shape and the four
+    JSON arguments of a single-row call."""
+    db = _db(model, using)
+    connection = connections[db]
+    shape = _Shape(model, connection)
+    return db, connection, shape, shape.call_args(keys, deltas, assign, on_insert)
+
+
 # ---------------------------------------------------------------------------
 # The three calls
 # ---------------------------------------------------------------------------
@@ -245,10 +258,7 @@ def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, usin
     only on insert.  One SQL statement; the row lock is held until the
     surrounding transaction ends (at once in autocommit mode).
     """
-    db = _db(model, using)
-    connection = connections[db]
-    shape = _Shape(model, connection)
-    args = shape.call_args(keys, deltas, assign, on_insert)
+    db, connection, shape, args = _one_call(model, keys, deltas, assign, on_insert, using)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (upsert_increment(%s::regclass, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)"
@@ -261,10 +271,7 @@ def upsert_increment_returning(model, keys, deltas=None, assign=None, on_insert=
                                using=None):
     """As ``upsert_increment``, returning ``(instance, created)`` like
     ``update_or_create``; the instance holds the row as it now is."""
-    db = _db(model, using)
-    connection = connections[db]
-    shape = _Shape(model, connection)
-    args = shape.call_args(keys, deltas, assign, on_insert)
+    db, connection, shape, args = _one_call(model, keys, deltas, assign, on_insert, using)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT inserted, new_row::text FROM upsert_increment_returning("
