@@ -162,14 +162,15 @@ batch_memory() {
 		       jsonb_build_object('participants', participants))
 		     FROM batch_input"
 	fi
-	PGAPPNAME=uc_memory uc_as_postgres psql -X -q -d bench -c "$sql" >/dev/null &
+	uc_as_postgres env PGAPPNAME=uc_memory psql -X -q -d bench -c "$sql" >/dev/null &
 	local client=$!
+	# the active one: the previous probe's backend may still be exiting
 	for _ in $(seq 1 100); do
-		pid=$(psql_b -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'uc_memory'")
+		pid=$(psql_b -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'uc_memory' AND state = 'active'")
 		[ -n "$pid" ] && break
 		sleep 0.05
 	done
-	while kill -0 "$client" 2>/dev/null; do
+	while [ -n "$pid" ] && [ -e "/proc/$pid" ]; do
 		v=$(awk '/RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
 		[ -n "$v" ] && [ "$v" -gt "$peak" ] && peak=$v
 		sleep 0.02
