@@ -158,7 +158,7 @@ batch_memory() {
 		sql="SELECT pg_sleep(1)"
 	else
 		sql="SELECT pg_sleep(1); SELECT upsert_increment('batch_target',
-		       jsonb_build_object('ab_test_id', ab_test_id % $keys / 24 + 1, 'version', version, 'date', date, 'hour', hour),
+		       jsonb_build_object('ab_test_id', (ab_test_id - 1) % ($keys / 24) + 1, 'version', version, 'date', date, 'hour', hour),
 		       jsonb_build_object('participants', participants))
 		     FROM batch_input"
 	fi
