@@ -30,7 +30,7 @@ cp "$SQL"/*.sql "$work"/
 chmod 644 "$work"/*.sql
 failures=0
 
-uc_ensure_packages
+uc_ensure_packages python3-django python3-psycopg2
 uc_build_install
 SETTINGS=("shared_buffers = '512MB'" "max_connections = 100" "max_wal_size = '4GB'"
 	"checkpoint_timeout = '30min'" "work_mem = '64MB'")
@@ -196,6 +196,12 @@ if [ -z "${BENCH_SKIP_BATCH:-}" ]; then
 	MEM_25K=$(batch_memory 25000)
 fi
 
+# Django: upsert_increment() against update_or_create through the ORM
+DJANGO_RESULT=$(
+	cp -r "$UC_REPO/python" "$work/python" && chown -R postgres: "$work/python" &&
+	uc_as_postgres /usr/bin/python3 "$work/python/tests/bench_django.py" 2>&1 | tail -4
+) || DJANGO_RESULT="(the Django benchmark failed)"
+
 # ---- report ----
 {
 	echo "# upsert_counter benchmark, $stamp"
@@ -233,6 +239,12 @@ fi
 	done
 	echo
 	echo "With 16 clients and 4 keys, statement mode already runs 4 transactions at once, so no mode can beat it by more than 16 / 4 = 4x there; with 1 key the bound is 16x."
+	echo
+	echo "## Django: upsert_increment() against update_or_create (python/tests/bench_django.py)"
+	echo
+	echo '```'
+	printf '%s\n' "$DJANGO_RESULT"
+	echo '```'
 	echo
 	echo "## Targets (synchronous_commit = off)"
 	echo

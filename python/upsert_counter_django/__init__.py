@@ -26,7 +26,8 @@ runs; everything the database refuses (a key that matches no unique
 constraint, a bad value, a permission) arrives as Django's ``DatabaseError``
 subclass carrying PostgreSQL's message, detail and hint.
 
-Works with Django 3.2 to 5.x and psycopg2 or psycopg 3; needs
+Written for Django 3.2 to 5.x and psycopg2 or psycopg 3 (tested with
+Django 3.2 and psycopg2); needs
 ``CREATE EXTENSION upsert_counter`` in the database (see the README for the
 migration).
 """
