@@ -4,8 +4,9 @@
 # Installs what is missing, builds and installs the extension, starts a
 # throwaway cluster as the postgres OS user, runs pg_regress and the
 # isolation specs (make installcheck, as postgres, in a staged copy of the
-# tree that postgres can write to) and the Django suite (python/tests, with
-# Debian's Django and psycopg2), then stops the cluster.  Prints one
+# tree that postgres can write to), the Django suite (python/tests, with
+# Debian's Django and psycopg2), the fuzzer and the load test with faults
+# (tests/, short forms), then stops the cluster.  Prints one
 # closing line "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/pgenv.sh"
 

@@ -351,18 +351,11 @@ uc_batch_merge(UcBatchState *dst, UcBatchState *src)
 	}
 }
 
-/* Iterating a group's tree for uc_execute_rows() */
-typedef struct RowIter
-{
-	RBTreeIterator it;
-	int			ncols;
-} RowIter;
-
+/* Iterating a group's tree for uc_execute_rows(); arg is an RBTreeIterator */
 static void
 next_row(void *arg, const Datum **values, const bool **isnull)
 {
-	RowIter    *ri = (RowIter *) arg;
-	UcRowNode  *row = (UcRowNode *) rbt_iterate(&ri->it);
+	UcRowNode  *row = (UcRowNode *) rbt_iterate((RBTreeIterator *) arg);
 
 	if (row == NULL)
 		elog(ERROR, "upsert_increment() batch ended early");
@@ -418,11 +411,10 @@ uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
 	for (int i = 0; i < n; i++)
 	{
 		UcGroup    *g = order[i];
-		RowIter		ri;
+		RBTreeIterator it;
 
-		rbt_begin_iterate(g->tree, LeftRightWalk, &ri.it);
-		ri.ncols = g->shape->ncols;
-		uc_execute_rows(g->entry, g->shape, g->nrows, next_row, &ri,
+		rbt_begin_iterate(g->tree, LeftRightWalk, &it);
+		uc_execute_rows(g->entry, g->shape, g->nrows, next_row, &it,
 						inserted, updated);
 		uc_cache_unpin(g->entry);
 	}
