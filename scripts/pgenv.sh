@@ -1,13 +1,19 @@
 # scripts/pgenv.sh: shared set-up for make test, make demo and make bench.
 #
 # Sourced, not run.  Provides:
-#   uc_ensure_packages   install PostgreSQL 15 server + PGXS if missing (apt)
+#   uc_ensure_packages   install what is missing (apt, as root): the server,
+#                        its client tools, the server headers and PGXS test
+#                        tools, make, gcc, and the Python modules named
+#   uc_run CMD           run CMD so that Ctrl-C / SIGTERM stop it at once
 #   uc_build_install     build with PGXS and install into that PostgreSQL
 #   uc_start_cluster     initdb + start a throwaway cluster as the postgres OS
 #                        user, in a fresh directory under /tmp, on a private
 #                        port, listening on a unix socket only; exports
 #                        PGHOST, PGPORT, PGUSER, PGDATABASE, UC_CLUSTER
-#   uc_stop_cluster      stop it and remove its directory (also on EXIT)
+#   uc_stop_cluster      stop it and remove its directory (also on EXIT and
+#                        on SIGINT/SIGTERM); UC_KEEP_CLUSTER=1 keeps the
+#                        directory (data, server.log, the test tree) for a
+#                        post-mortem.  UC_FSYNC=on runs it with fsync on.
 #   uc_as_postgres CMD   run CMD as the postgres OS user with the PG* env
 #
 # The server refuses to run as root, so everything that touches it runs as
@@ -23,29 +29,55 @@ export DEBIAN_FRONTEND=noninteractive
 
 uc_log() { printf '==> %s\n' "$*" >&2; }
 
+# What each tool needs, checked by what it needs, never by a file another
+# package happens to ship (on Debian, pg_config and pgxs.mk come with
+# postgresql-client-15; the server headers only with postgresql-server-dev).
+uc_pg_server_headers() {
+	local inc
+	[ -x "$PG_CONFIG" ] || return 1
+	inc=$("$PG_CONFIG" --includedir-server 2>/dev/null) || return 1
+	[ -f "$inc/postgres.h" ] && [ -f "$("$PG_CONFIG" --pgxs 2>/dev/null)" ]
+}
+
+uc_pg_isolation_tools() {
+	local pgxs
+	pgxs=$(dirname "$("$PG_CONFIG" --pgxs 2>/dev/null)")/../..
+	[ -x "$pgxs/src/test/regress/pg_regress" ] &&
+		[ -x "$pgxs/src/test/isolation/pg_isolation_regress" ] &&
+		[ -x "$pgxs/src/test/isolation/isolationtester" ]
+}
+
+# uc_ensure_packages [python-module...]: install what is missing (apt, as
+# root).  Python modules are checked by importing them with /usr/bin/python3.
 uc_ensure_packages() {
 	local need=()
-	[ -x "$UC_PGBIN/postgres" ] || need+=("postgresql-$UC_PGVER")
-	if [ ! -x "$PG_CONFIG" ] || [ ! -f "$("$PG_CONFIG" --pgxs 2>/dev/null)" ]; then
+	[ -x "$UC_PGBIN/postgres" ] && [ -x "$UC_PGBIN/initdb" ] && [ -x "$UC_PGBIN/pg_ctl" ] ||
+		need+=("postgresql-$UC_PGVER")
+	[ -x "$UC_PGBIN/psql" ] && [ -x "$UC_PGBIN/pgbench" ] || need+=("postgresql-client-$UC_PGVER")
+	if ! uc_pg_server_headers || ! uc_pg_isolation_tools; then
 		need+=("postgresql-server-dev-$UC_PGVER")
 	fi
 	command -v make >/dev/null || need+=(make)
 	command -v gcc >/dev/null || need+=(gcc)
 	command -v runuser >/dev/null || need+=(util-linux)
-	if [ "$#" -gt 0 ]; then
-		local p
-		for p in "$@"; do
-			dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-		done
-	fi
+	local m
+	for m in "$@"; do
+		[ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $m" >/dev/null 2>&1 && continue
+		case $m in
+			django) need+=(python3-django) ;;
+			psycopg2) need+=(python3-psycopg2) ;;
+			*) need+=("python3-$m") ;;
+		esac
+	done
 	if [ "${#need[@]}" -gt 0 ]; then
 		uc_log "installing ${need[*]}"
 		if [ "$(id -u)" -ne 0 ]; then
-			echo "missing packages: ${need[*]}; run as root or install them" >&2
+			echo "missing packages: ${need[*]}; run as root, or install them first (apt-get install ${need[*]})" >&2
 			return 1
 		fi
 		apt-get update -qq </dev/null
 		apt-get install -y -qq "${need[@]}" </dev/null >/dev/null
+		uc_pg_server_headers || { echo "postgres.h still missing after installing ${need[*]}" >&2; return 1; }
 	fi
 	id postgres >/dev/null 2>&1 || { echo "no postgres OS user" >&2; return 1; }
 }
@@ -56,9 +88,44 @@ uc_build_install() {
 	make -C "$UC_REPO" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
+# runuser keeps the working directory, which postgres may not be allowed to
+# enter (a checkout under /root): every call runs from the cluster directory.
+uc_runuser() {
+	(cd "${UC_CLUSTER:-/}" && exec runuser -u postgres -- "$@")
+}
+
 uc_as_postgres() {
-	runuser -u postgres -- env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres \
+	uc_runuser env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres \
 		PGDATABASE="${PGDATABASE:-postgres}" PATH="$UC_PGBIN:$PATH" "$@"
+}
+
+# uc_run CMD...: run CMD in the background and wait for it, so that the
+# INT/TERM trap runs at once rather than when CMD ends (bash defers traps
+# while a foreground command runs).
+uc_run() {
+	"$@" &
+	wait $!
+}
+
+# SIGINT/SIGTERM: end every process this script started (its whole tree:
+# runuser, make, pg_regress, python), then exit; the EXIT trap stops the
+# cluster.
+uc_kill_tree() {
+	local child
+	for child in $(pgrep -P "$1" 2>/dev/null); do
+		uc_kill_tree "$child"
+	done
+	kill -TERM "$1" 2>/dev/null || true
+}
+
+uc_interrupted() {
+	trap '' INT TERM
+	uc_log "interrupted: stopping what this run started"
+	local child
+	for child in $(pgrep -P $$ 2>/dev/null); do
+		uc_kill_tree "$child"
+	done
+	exit 130
 }
 
 uc_free_port() {
@@ -85,21 +152,22 @@ uc_start_cluster() {
 	export PGUSER=postgres
 	export PGDATABASE=postgres
 	trap uc_stop_cluster EXIT
+	trap uc_interrupted INT TERM
 	uc_log "starting a throwaway cluster in $UC_CLUSTER/data on port $PGPORT"
-	runuser -u postgres -- "$UC_PGBIN/initdb" -D "$UC_CLUSTER/data" -A trust \
+	uc_runuser "$UC_PGBIN/initdb" -D "$UC_CLUSTER/data" -A trust \
 		-E UTF8 --locale=C.UTF-8 >"$UC_CLUSTER/initdb.log" 2>&1 ||
 		{ cat "$UC_CLUSTER/initdb.log"; return 1; }
 	{
 		echo "listen_addresses = ''"
 		echo "unix_socket_directories = '$UC_CLUSTER'"
 		echo "port = $PGPORT"
-		echo "fsync = off"
+		echo "fsync = ${UC_FSYNC:-off}"
 		echo "max_prepared_transactions = 10"
 		echo "log_line_prefix = '%m [%p] '"
 		local line
 		for line in "$@"; do echo "$line"; done
 	} >>"$UC_CLUSTER/data/postgresql.conf"
-	runuser -u postgres -- "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" \
+	uc_runuser "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" \
 		-l "$UC_CLUSTER/server.log" -w -t 60 start >/dev/null ||
 		{ cat "$UC_CLUSTER/server.log"; return 1; }
 }
@@ -107,7 +175,7 @@ uc_start_cluster() {
 uc_stop_cluster() {
 	if [ -n "${UC_CLUSTER:-}" ] && [ -d "$UC_CLUSTER/data" ]; then
 		uc_log "stopping the throwaway cluster"
-		runuser -u postgres -- "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" -m fast \
+		uc_runuser "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" -m fast \
 			-w stop >/dev/null 2>&1 || true
 		if [ "${UC_KEEP_CLUSTER:-}" = "" ]; then
 			rm -rf "$UC_CLUSTER"

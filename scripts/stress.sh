@@ -7,7 +7,7 @@
 source "$(dirname "$0")/pgenv.sh"
 
 DURATION=${STRESS_DURATION:-60}
-uc_ensure_packages python3-psycopg2
+uc_ensure_packages psycopg2
 uc_build_install
 uc_start_cluster
 uc_as_postgres createdb reliability
@@ -16,7 +16,7 @@ export PGDATABASE=reliability
 cp -r "$UC_REPO/tests" "$UC_CLUSTER/tests"
 chown -R postgres: "$UC_CLUSTER/tests"
 status=0
-run() { uc_as_postgres env PGDATABASE=reliability UC_PGDATA="$UC_CLUSTER/data" UC_PGBIN="$UC_PGBIN" "$@" || status=1; }
+run() { uc_run uc_as_postgres env PGDATABASE=reliability UC_PGDATA="$UC_CLUSTER/data" UC_PGBIN="$UC_PGBIN" "$@" || status=1; }
 
 run /usr/bin/python3 "$UC_CLUSTER/tests/fuzz.py" --calls 30000 --seed "${STRESS_SEED:-20261122}"
 for flush in statement commit; do

@@ -10,7 +10,7 @@
 # closing line "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/pgenv.sh"
 
-uc_ensure_packages python3-django python3-psycopg2
+uc_ensure_packages django psycopg2
 uc_build_install
 uc_start_cluster
 
@@ -24,13 +24,29 @@ passed=0
 failed=0
 failed_suites=()
 
-# capture CMD...: run CMD, print its output; sets $out and $rc
+# capture CMD...: run CMD (interruptibly), print its output; sets $out and $rc
 capture() {
+	local log=$UC_CLUSTER/suite.log
 	set +e
-	out=$("$@" 2>&1)
+	uc_run "$@" >"$log" 2>&1
 	rc=$?
 	set -e
+	out=$(cat "$log")
 	printf '%s\n' "$out"
+}
+
+# Keep a failing suite's diffs where they outlive the cluster: tmp/ in the
+# checkout (ignored by git)
+keep_diffs() {
+	local name=$1 f dest
+	for f in "$stage/regression.diffs" "$stage/output_iso/regression.diffs"; do
+		[ -s "$f" ] || continue
+		echo "---- $f"
+		cat "$f"
+		mkdir -p "$UC_REPO/tmp"
+		dest=$UC_REPO/tmp/$name.regression.diffs
+		cp "$f" "$dest" && uc_log "diffs kept in $dest"
+	done
 }
 
 # run_suite NAME CMD...: a pg_regress run, counted from its per-test lines
@@ -46,9 +62,7 @@ run_suite() {
 	if [ "$rc" -ne 0 ]; then
 		[ "$bad" -gt 0 ] || failed=$((failed + 1))
 		failed_suites+=("$name")
-		for f in "$stage/regression.diffs" "$stage/output_iso/regression.diffs"; do
-			[ -s "$f" ] && { echo "---- $f"; cat "$f"; }
-		done
+		keep_diffs "$name"
 	fi
 	return 0
 }
@@ -77,14 +91,15 @@ fi
 
 # Reliability, short forms (make stress runs the long ones): a seeded fuzzer
 # and load with an invariant under faults and DDL, in both flush modes.
-# Each prints "N passed, N failed" as its last line.
+# Each prints "result: N checks passed, N checks failed" as its last line
+# (not the form of make test's own closing line).
 run_counted() {
 	local name=$1 p f
 	shift
 	uc_log "suite: $name"
 	capture "$@"
 	p= f=
-	read -r p f < <(printf '%s\n' "$out" | awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' | tail -1) || true
+	read -r p f < <(printf '%s\n' "$out" | awk '/^result: [0-9]+ checks passed, [0-9]+ checks failed$/ { print $2, $5 }' | tail -1) || true
 	if [ -z "${p:-}" ]; then
 		failed=$((failed + 1))
 		failed_suites+=("$name (did not finish)")
@@ -108,6 +123,8 @@ if grep -qE 'PANIC|server process .* was terminated by signal|TRAP:' "$UC_CLUSTE
 	failed_suites+=("server log")
 fi
 
+# the closing line is the last thing make test prints: stop the cluster first
+uc_stop_cluster
 echo
 if [ "${#failed_suites[@]}" -gt 0 ]; then
 	echo "failing: ${failed_suites[*]}"

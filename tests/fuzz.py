@@ -9,7 +9,7 @@ Python and the table compared at the end.
     /usr/bin/python3 tests/fuzz.py [--seed N] [--calls N]
 
 Connects with the libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE).
-Prints one closing line "N passed, N failed".
+Prints one closing line "result: N checks passed, N checks failed".
 """
 import argparse
 import collections
@@ -299,7 +299,7 @@ def main():
     checks = 2  # every call documented; the model table exact
     failed = (1 if any("undocumented" in m or "lost" in m for m in f.failures) else 0) + \
              (1 if any(m.startswith("fz_exact") or m.startswith("model") for m in f.failures) else 0)
-    print("%d passed, %d failed" % (checks - failed, failed))
+    print("result: %d checks passed, %d checks failed" % (checks - failed, failed))
     sys.exit(1 if failed else 0)
 
 

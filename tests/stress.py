@@ -17,7 +17,11 @@ have seen an error outside the expected set.
     /usr/bin/python3 tests/stress.py --duration 15 --clients 32 --flush statement
 
 Connects with the libpq environment.  --restart needs UC_PGDATA and
-UC_PGBIN.  Prints a summary and one closing line "N passed, N failed".
+UC_PGBIN.  Prints a summary and one closing line
+"result: N checks passed, N checks failed".  In the summary, "error CODE"
+counts the errors clients saw by SQLSTATE; "error (connection lost)" counts
+those with no SQLSTATE, when the server closed the connection (a terminated
+or killed backend, a restart).  Ctrl-C or SIGTERM stops the clients at once.
 """
 import argparse
 import collections
@@ -123,7 +127,7 @@ def worker(n, args, stats, stop, deadline):
                 stats.add("committed")
         except psycopg2.Error as e:
             code = e.pgcode
-            stats.add("error %s" % code)
+            stats.add("error %s" % (code or "(connection lost)"))
             if code not in EXPECTED:
                 with stats.lock:
                     stats.unexpected.append("%s: %s" % (code, (e.pgerror or str(e)).strip()))
@@ -252,13 +256,20 @@ def main():
     stats = Stats()
     stop = threading.Event()
     deadline = time.time() + args.duration
-    threads = [threading.Thread(target=worker, args=(i, args, stats, stop, deadline))
+    # daemon threads: an interrupt ends the process even if a client is stuck
+    threads = [threading.Thread(target=worker, args=(i, args, stats, stop, deadline), daemon=True)
                for i in range(args.clients)]
-    threads.append(threading.Thread(target=faults, args=(args, stats, stop)))
-    for t in threads:
-        t.start()
-    time.sleep(args.duration)
-    stop.set()
+    threads.append(threading.Thread(target=faults, args=(args, stats, stop), daemon=True))
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(args.duration)
+    except KeyboardInterrupt:
+        print("stress: interrupted", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        stop.set()
     for t in threads:
         t.join()
 
@@ -270,7 +281,7 @@ def main():
     for u in stats.unexpected[:20]:
         print("UNEXPECTED:", u)
     checks = [mismatches == 0, duplicates == 0, not stats.unexpected, stats.c["committed"] > 0]
-    print("%d passed, %d failed" % (sum(checks), len(checks) - sum(checks)))
+    print("result: %d checks passed, %d checks failed" % (sum(checks), len(checks) - sum(checks)))
     sys.exit(0 if all(checks) else 1)
 
 
