@@ -99,11 +99,19 @@ uc_as_postgres() {
 		PGDATABASE="${PGDATABASE:-postgres}" PATH="$UC_PGBIN:$PATH" "$@"
 }
 
-# uc_run CMD...: run CMD in the background and wait for it, so that the
-# INT/TERM trap runs at once rather than when CMD ends (bash defers traps
-# while a foreground command runs).
+# uc_run [--log FILE] CMD...: run CMD in the background and wait for it, so
+# that the INT/TERM trap runs at once rather than when CMD ends (bash defers
+# traps while a foreground command runs).  With --log, CMD's output goes to
+# FILE (the redirection is CMD's alone, so the trap still reaches our own
+# stderr).
 uc_run() {
-	"$@" &
+	if [ "$1" = --log ]; then
+		local log=$2
+		shift 2
+		"$@" >"$log" 2>&1 &
+	else
+		"$@" &
+	fi
 	wait $!
 }
 

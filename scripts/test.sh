@@ -28,7 +28,7 @@ failed_suites=()
 capture() {
 	local log=$UC_CLUSTER/suite.log
 	set +e
-	uc_run "$@" >"$log" 2>&1
+	uc_run --log "$log" "$@"
 	rc=$?
 	set -e
 	out=$(cat "$log")
