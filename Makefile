@@ -16,7 +16,8 @@ OBJS = \
 	src/args.o \
 	src/shape.o \
 	src/values.o \
-	src/plan_cache.o \
+	src/cache.o \
+	src/sqlgen.o \
 	src/execute.o \
 	src/batch.o \
 	src/flush.o

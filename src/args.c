@@ -7,12 +7,13 @@
  * deltas, assign and on_insert are JSON objects, and lists their member
  * names and values role by role, in jsonb's own key order (jsonb stores
  * object keys sorted, so the same set of names always comes out in the
- * same order).  It also computes the hash of the roles and names that the
- * plan cache is keyed by, so that the hot path finds its shape without
- * touching the catalogs.
+ * same order).  It also builds the key the plan cache is looked up by: the
+ * role and the exact name of every column, so that the hot path finds its
+ * shape without touching the catalogs and two shapes can never share an
+ * entry, whatever their hash.
  *
- * Nothing here is copied: names and values point into the jsonb arguments,
- * which live as long as the call.
+ * Names and values point into the jsonb arguments, which live as long as
+ * the call; the key is allocated in the current memory context.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -48,7 +49,8 @@ jsonb_kind_name(Jsonb *jb)
 void
 uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 {
-	uint64		hash = 0;
+	int			keylen = 0;
+	char	   *p;
 
 	args->relid = relid;
 	args->ncols = 0;
@@ -101,13 +103,9 @@ uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 		{
 			if (tok == WJB_KEY)
 			{
-				int			i = args->ncols;
-
-				args->names[i] = v.val.string.val;
-				args->namelens[i] = v.val.string.len;
-				hash = hash_combine64(hash,
-									  hash_bytes_extended((const unsigned char *) v.val.string.val,
-														  v.val.string.len, r + 1));
+				args->names[args->ncols] = v.val.string.val;
+				args->namelens[args->ncols] = v.val.string.len;
+				keylen += v.val.string.len + 2;
 			}
 			else if (tok == WJB_VALUE)
 			{
@@ -115,30 +113,62 @@ uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 				args->nrole[r]++;
 			}
 		}
-		hash = hash_combine64(hash, (uint64) args->nrole[r] << (8 * r));
 	}
-	args->nameshash = hash;
+
+	/*
+	 * The key: for each column its role (1 to 4), its name and a NUL.  Names
+	 * cannot contain NUL (neither jsonb strings nor identifiers can), so the
+	 * key spells out the roles and names unambiguously.
+	 */
+	args->namekey = p = palloc(Max(keylen, 1));
+	for (int r = 0, i = 0; r < UC_NROLES; r++)
+	{
+		for (int j = 0; j < args->nrole[r]; j++, i++)
+		{
+			*p++ = (char) (r + 1);
+			memcpy(p, args->names[i], args->namelens[i]);
+			p += args->namelens[i];
+			*p++ = '\0';
+		}
+	}
+	args->namekeylen = keylen;
+	args->hash = hash_combine(hash_bytes_uint32(relid),
+							  hash_bytes((const unsigned char *) args->namekey, keylen));
 }
 
 /*
- * Does this call name exactly the columns, in the same roles, that the shape
- * was built from?  A hash match is not proof; this is.
+ * The arguments of the call an entry was built for, without values: to
+ * look the entry's key up again (a batch written later than it was read).
  */
-bool
-uc_args_match_shape(const UcArgs *args, const UcShape *shape)
+void
+uc_args_from_entry(UcArgs *args, const UcCacheEntry *entry)
 {
-	if (args->relid != shape->relid || args->ncols != shape->ncols)
-		return false;
-	for (int r = 0; r < UC_NROLES; r++)
-		if (args->nrole[r] != shape->nrole[r])
-			return false;
-	for (int i = 0; i < args->ncols; i++)
-	{
-		const char *name = shape->cols[i].name;
+	const UcShape *s = entry->shape;
 
-		if (strncmp(name, args->names[i], args->namelens[i]) != 0 ||
-			name[args->namelens[i]] != '\0')
-			return false;
+	args->relid = entry->relid;
+	args->ncols = s->ncols;
+	args->maxcols = s->ncols;
+	args->names = palloc(Max(s->ncols, 1) * sizeof(char *));
+	args->namelens = palloc(Max(s->ncols, 1) * sizeof(int));
+	args->values = NULL;
+	for (int r = 0; r < UC_NROLES; r++)
+		args->nrole[r] = s->nrole[r];
+	for (int i = 0; i < s->ncols; i++)
+	{
+		args->names[i] = s->cols[i].name;
+		args->namelens[i] = strlen(s->cols[i].name);
 	}
-	return true;
+	args->namekey = entry->namekey;
+	args->namekeylen = entry->namekeylen;
+	args->hash = entry->hash;
+}
+
+/* Does this call name exactly the entry's target, columns and roles? */
+bool
+uc_args_same_key(const UcArgs *args, const UcCacheEntry *entry)
+{
+	return args->relid == entry->relid &&
+		args->hash == entry->hash &&
+		args->namekeylen == entry->namekeylen &&
+		memcmp(args->namekey, entry->namekey, args->namekeylen) == 0;
 }

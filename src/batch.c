@@ -11,7 +11,11 @@
  *	  so that "SELECT upsert_increment(...)" without FROM costs no more than
  *	  the function it reads like.
  *	- From the second row on, rows are grouped by shape (target and column
- *	  names per role).  Each group pins its cache entry and keeps a
+ *	  names per role).  Each group acquires its cache entry (cache.c) and
+ *	  holds the pin as long as the state's memory context lives: a memory
+ *	  context callback releases it, so a cursor that outlives a savepoint
+ *	  keeps its entries, and a buffer dropped with its subtransaction
+ *	  releases them.  Each group keeps a
  *	  red-black tree of distinct keys, ordered and compared by the arbiter
  *	  index's own btree comparators (its opfamilies, collations, ASC/DESC
  *	  and NULLS FIRST/LAST).  A row whose key is already in the tree is
@@ -20,7 +24,9 @@
  *	  row's value, on_insert keeps the earlier one.  Memory grows with
  *	  distinct keys, not input rows.
  *	- The final function writes each group in key order, in chunks of
- *	  upsert_counter.batch_size rows (execute.c).  Groups are written in the
+ *	  upsert_counter.batch_size rows (execute.c, which acquires the current
+ *	  entry for the group's call again, so the rows go to the target OID
+ *	  under its current names).  Groups are written in the
  *	  order of target OID and shape, so that concurrent batches take their
  *	  row locks in one global order and cannot deadlock with each other, and
  *	  no statement ever proposes one key twice ("ON CONFLICT DO UPDATE
@@ -36,6 +42,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "lib/rbtree.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -53,7 +60,8 @@ typedef struct UcRowNode
 
 typedef struct UcGroup
 {
-	UcCacheEntry *entry;		/* pinned until the final function */
+	UcPin		pin;			/* released with the state's memory */
+	UcCacheEntry *entry;		/* = pin.entry while pinned */
 	UcShape    *shape;
 	RBTree	   *tree;
 	int64		nrows;			/* distinct keys */
@@ -75,6 +83,8 @@ struct UcBatchState
 	Oid			held_relid;
 	Jsonb	   *held[UC_NROLES];
 	bool		flushed;
+	bool		check_privileges;	/* commit mode: check at buffering */
+	MemoryContextCallback release;	/* gives back every group's pin */
 };
 
 static PGFunction
@@ -164,17 +174,36 @@ row_alloc(void *arg)
 	return MemoryContextAlloc(((UcGroup *) arg)->cxt, sizeof(UcRowNode));
 }
 
+/* The state's memory context is going away: give back the groups' pins */
+static void
+release_groups(void *arg)
+{
+	UcBatchState *state = (UcBatchState *) arg;
+
+	for (UcGroup *g = state->groups; g != NULL; g = g->next)
+	{
+		uc_cache_release(&g->pin);
+		g->entry = NULL;
+	}
+}
+
 /*
  * A state in cxt.  An aggregate's state (can_hold) keeps a lone first row as
- * given; the commit-mode buffer (flush.c) always merges at once.
+ * given; the commit-mode buffer (flush.c) always merges at once, and checks
+ * the caller's privileges on each shape it starts, since the write comes
+ * later.
  */
 UcBatchState *
-uc_batch_create(MemoryContext cxt, bool can_hold)
+uc_batch_create(MemoryContext cxt, bool can_hold, bool check_privileges)
 {
 	UcBatchState *state = MemoryContextAllocZero(cxt, sizeof(UcBatchState));
 
 	state->cxt = cxt;
 	state->can_hold = can_hold;
+	state->check_privileges = check_privileges;
+	state->release.func = release_groups;
+	state->release.arg = state;
+	MemoryContextRegisterResetCallback(cxt, &state->release);
 	return state;
 }
 
@@ -184,17 +213,14 @@ uc_batch_nkeys(const UcBatchState *state)
 	return state->nkeys + (state->holding ? 1 : 0);
 }
 
-/* A new, empty group of state for a cache entry, which it pins */
+/* A new, empty group whose pin the caller has just taken */
 static UcGroup *
-new_group(UcBatchState *state, UcCacheEntry *entry)
+group_init(UcBatchState *state, UcGroup *g)
 {
-	UcGroup    *g;
 	MemoryContext oldcxt;
 
-	uc_cache_pin(entry);
-	g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
-	g->entry = entry;
-	g->shape = entry->shape;
+	g->entry = g->pin.entry;
+	g->shape = g->entry->shape;
 	g->cxt = state->cxt;
 	g->addfn = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(PGFunction));
 	g->memo = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(UcValueMemo));
@@ -205,29 +231,63 @@ new_group(UcBatchState *state, UcCacheEntry *entry)
 	g->tree = rbt_create(sizeof(UcRowNode), row_compare, row_combine,
 						 row_alloc, NULL, g);
 	MemoryContextSwitchTo(oldcxt);
+	return g;
+}
+
+/*
+ * Link a group whose pin was just taken into the state, so that the
+ * release callback sees the pin
+ */
+static void
+group_link(UcBatchState *state, UcGroup *g)
+{
 	g->next = state->groups;
 	state->groups = g;
 	state->ngroups++;
-	return g;
+}
+
+/*
+ * A new group for a call's shape: acquires its cache entry, pinned until
+ * the state's memory goes (or the final function is done).
+ */
+static UcGroup *
+new_group(UcBatchState *state, const UcArgs *args)
+{
+	UcGroup    *g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
+
+	uc_cache_acquire(args, &g->pin);
+	group_link(state, g);
+	if (state->check_privileges)
+		uc_shape_check_privileges(g->pin.entry->shape, GetUserId());
+	return group_init(state, g);
+}
+
+/*
+ * A new group for the entry another state's group holds (merging): shares
+ * its pin, with no look-up, so merging cannot fail on the catalogs.
+ */
+static UcGroup *
+new_group_like(UcBatchState *state, const UcGroup *other)
+{
+	UcGroup    *g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
+
+	uc_cache_share(&other->pin, &g->pin);
+	group_link(state, g);
+	return group_init(state, g);
 }
 
 static UcGroup *
 find_group(UcBatchState *state, const UcArgs *args)
 {
 	UcGroup    *g = state->last;
-	UcCacheEntry *entry;
 
-	if (g != NULL && g->entry->key.nameshash == args->nameshash &&
-		uc_args_match_shape(args, g->shape))
+	if (g != NULL && g->entry != NULL && uc_args_same_key(args, g->entry))
 		return g;
 	for (g = state->groups; g != NULL; g = g->next)
-		if (g->entry->key.nameshash == args->nameshash &&
-			uc_args_match_shape(args, g->shape))
+		if (g->entry != NULL && uc_args_same_key(args, g->entry))
 			return state->last = g;
 
-	uc_lock_target(args->relid);
-	entry = uc_cache_lookup(args);
-	return state->last = new_group(state, entry);
+	return state->last = new_group(state, args);
 }
 
 /*
@@ -343,7 +403,7 @@ uc_batch_merge(UcBatchState *dst, UcBatchState *src)
 			if (dg->entry == sg->entry)
 				break;
 		if (dg == NULL)
-			dg = new_group(dst, sg->entry);
+			dg = new_group_like(dst, sg);
 
 		rbt_begin_iterate(sg->tree, LeftRightWalk, &it);
 		while ((row = (UcRowNode *) rbt_iterate(&it)) != NULL)
@@ -369,11 +429,15 @@ group_order(const void *a, const void *b)
 	const UcGroup *ga = *(UcGroup *const *) a;
 	const UcGroup *gb = *(UcGroup *const *) b;
 
-	if (ga->entry->key.relid != gb->entry->key.relid)
-		return ga->entry->key.relid < gb->entry->key.relid ? -1 : 1;
-	if (ga->entry->key.nameshash != gb->entry->key.nameshash)
-		return ga->entry->key.nameshash < gb->entry->key.nameshash ? -1 : 1;
-	return 0;
+	int			c;
+
+	if (ga->entry->relid != gb->entry->relid)
+		return ga->entry->relid < gb->entry->relid ? -1 : 1;
+	c = memcmp(ga->entry->namekey, gb->entry->namekey,
+			   Min(ga->entry->namekeylen, gb->entry->namekeylen));
+	if (c != 0)
+		return c;
+	return ga->entry->namekeylen - gb->entry->namekeylen;
 }
 
 /*
@@ -414,9 +478,8 @@ uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
 		RBTreeIterator it;
 
 		rbt_begin_iterate(g->tree, LeftRightWalk, &it);
-		uc_execute_rows(g->entry, g->shape, g->nrows, next_row, &it,
-						inserted, updated);
-		uc_cache_unpin(g->entry);
+		uc_execute_rows(g->entry, g->nrows, next_row, &it, inserted, updated);
 	}
 	SPI_finish();
+	release_groups(state);
 }

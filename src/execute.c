@@ -1,17 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * execute.c
- *	  Running the cached plans: one row, or a sorted batch in chunks.
+ *	  Running the cached plans, and counting what they did.
  *
- * This file owns the step from converted values to executed statements and
- * the counting of what they did.  uc_upsert_one() is the whole single-row
- * path (lock, cache, convert, execute); uc_execute_rows() writes the rows a
- * batch has merged and sorted, upsert_counter.batch_size rows per
- * statement, through the batch plan (one array parameter per column).
+ * This file owns the step from values to executed statements:
+ * uc_upsert_one() is the whole single-row path (acquire, convert, execute,
+ * release); uc_execute_rows() writes the rows a batch has merged and
+ * sorted, upsert_counter.batch_size rows per statement, through the batch
+ * plan (one array parameter per column).
  *
- * Every execution pins its cache entry, so that a call made from inside
- * it (a trigger on the target calling upsert_increment() again) cannot free
- * the plan that is running.
+ * Both acquire the cache entry they execute right before they use it (see
+ * cache.c), so a batch buffered earlier is written by its target's OID
+ * through the current names, and a nested call from a trigger or a domain
+ * check cannot free what is running.
+ *
+ * Counting (see sqlgen.c): on plain tables every row the statement
+ * inserted or updated comes back with RETURNING xmax = 0, true for an
+ * insert; rows a BEFORE trigger skipped do not come back and count as
+ * neither.  On partitioned tables upsert_counter_note_update() in the SET
+ * clause counts rows that took the update path; rows that a BEFORE UPDATE
+ * trigger then skipped cannot be told apart there, and are counted as
+ * updates.  With DO NOTHING, rows not inserted are keys that existed.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -21,42 +30,24 @@
 
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "upsert_counter.h"
 
 /*
  * Rows that took the ON CONFLICT DO UPDATE path in the statement running
- * now: the generated SET clause passes its first expression through
- * upsert_counter_note_update(), which counts here.
+ * now, on partitioned targets (see uc_note_update()).
  */
 static uint64 uc_updates = 0;
 
-/*
- * Run a plan with the entry pinned.  Returns SPI_processed (rows inserted
- * or updated; with DO NOTHING, rows inserted); sets *updated to how many of
- * them were updates.  A statement run from inside this one (a trigger
- * calling upsert_increment() again) counts its own updates: the counter is
- * saved and restored around each execution.
- */
-static uint64
-run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
-		 uint64 *updated)
+/* What one execution did */
+typedef struct UcOutcome
 {
-	SPIPlanPtr	plan = uc_cache_plan(entry, form);
-	uint64		saved = uc_updates;
-	int			rc;
-
-	uc_updates = 0;
-	uc_cache_pin(entry);
-	rc = SPI_execute_plan(plan, values, nulls, false, 0);
-	uc_cache_unpin(entry);
-	*updated = uc_updates;
-	uc_updates = saved;
-	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
+	uint64		inserted;
+	uint64		updated;
+	uint64		processed;		/* rows inserted or updated */
+} UcOutcome;
 
 /* upsert_counter_note_update(anyelement): count one updated row */
 void
@@ -66,22 +57,93 @@ uc_note_update(void)
 }
 
 /*
- * One row, given as the arguments of a call.  Returns whether the row was
- * created; with UC_FORM_RETURNING also sets *row to the row as jsonb,
- * allocated in the caller's memory context.
+ * Run a plan of a pinned entry and count what it did.  A statement run
+ * from inside this one (a trigger calling upsert_increment() again) counts
+ * its own updates: the counter is saved and restored around each
+ * execution, also when it fails.
  */
-bool
-uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
+static void
+run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
+		 UcOutcome *out)
 {
-	UcCacheEntry *entry;
-	const UcShape *shape;
+	const UcShape *s = entry->shape;
+	SPIPlanPtr	plan = uc_cache_plan(entry, form);
+	uint64		saved = uc_updates;
+	volatile uint64 noted = 0;
+	volatile int rc = 0;
+
+	uc_updates = 0;
+	entry->running++;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		noted = uc_updates;
+	}
+	PG_FINALLY();
+	{
+		entry->running--;
+		uc_updates = saved;
+	}
+	PG_END_TRY();
+
+	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+
+	out->processed = SPI_processed;
+	if (form == UC_FORM_LOOKUP)
+		out->inserted = out->updated = 0;
+	else if (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] == 0)
+	{
+		/* DO NOTHING: every row processed was inserted */
+		out->inserted = SPI_processed;
+		out->updated = 0;
+	}
+	else if (s->count_by_xmax)
+	{
+		out->inserted = 0;
+		for (uint64 j = 0; j < SPI_processed; j++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[j],
+										   SPI_tuptable->tupdesc, 1, &isnull)))
+				out->inserted++;
+		}
+		out->updated = SPI_processed - out->inserted;
+	}
+	else
+	{
+		out->updated = Min(noted, SPI_processed);
+		out->inserted = SPI_processed - out->updated;
+	}
+}
+
+/* The returned row of the returning and lookup forms, in the caller's context */
+static Datum
+returned_row(UcForm form)
+{
+	bool		isnull;
+
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc,
+										   form == UC_FORM_LOOKUP ? 1 : 2,
+										   &isnull),
+							 false, -1);
+}
+
+/*
+ * The single-row path, once the entry is pinned.  Returns whether the row
+ * was created; with UC_FORM_RETURNING also sets *row.
+ */
+static bool
+upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
+				  Datum *row)
+{
+	const UcShape *shape = entry->shape;
 	Datum	   *values;
 	char	   *nulls;
-	bool		inserted;
-
-	uc_lock_target(args->relid);
-	entry = uc_cache_lookup(args);
-	shape = entry->shape;
+	bool		inserted = false;
+	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
 
 	values = palloc(Max(shape->ncols, 1) * sizeof(Datum));
 	nulls = palloc(Max(shape->ncols, 1) * sizeof(char));
@@ -96,39 +158,49 @@ uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	for (;;)
+	/*
+	 * Get-or-create with RETURNING: when DO NOTHING found the key, read the
+	 * row.  Should it have been deleted in between, insert again, as ON
+	 * CONFLICT itself retries; but only once more: a row that neither
+	 * comes back from the insert nor can be read was skipped by a trigger
+	 * or is hidden by row-level security, and trying again would not
+	 * change that.
+	 */
+	for (int attempt = 1;; attempt++)
 	{
-		bool		isnull;
-		uint64		nupdated;
-		uint64		processed = run_plan(entry, form, values, nulls, &nupdated);
+		UcOutcome	out;
 
-		if (processed > 0)
+		run_plan(entry, form, values, nulls, &out);
+		if (out.processed > 0)
 		{
-			inserted = (nupdated == 0);
+			inserted = out.inserted > 0;
 			if (form == UC_FORM_RETURNING)
-				*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 1, &isnull),
-										 false, -1);
+				*row = returned_row(form);
 			break;
 		}
-
-		/* DO NOTHING found the key: the row exists */
-		inserted = false;
 		if (form != UC_FORM_RETURNING)
-			break;
-
-		/*
-		 * Get-or-create with RETURNING: DO NOTHING returned nothing, so read
-		 * the row.  Should it have been deleted in between, try the insert
-		 * again, as ON CONFLICT itself retries.
-		 */
-		if (run_plan(entry, UC_FORM_LOOKUP, values, nulls, &nupdated) > 0)
 		{
-			*row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull),
-									 false, -1);
+			/* DO NOTHING found the key (or a trigger skipped the insert) */
+			inserted = false;
 			break;
 		}
+		if (do_nothing)
+		{
+			run_plan(entry, UC_FORM_LOOKUP, values, nulls, &out);
+			if (out.processed > 0)
+			{
+				*row = returned_row(UC_FORM_LOOKUP);
+				inserted = false;
+				break;
+			}
+		}
+		if (!do_nothing || attempt >= 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("upsert_increment_returning() has no row of relation \"%s\" to return",
+							shape->relname),
+					 errdetail("The statement neither inserted nor updated a row, and no row with these keys is visible: a BEFORE trigger may have skipped the row, or row-level security may hide it from the current user."),
+					 errhint("Use upsert_increment(), which returns no row, for this table.")));
 		CHECK_FOR_INTERRUPTS();
 	}
 
@@ -137,24 +209,74 @@ uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
 }
 
 /*
- * Write n merged rows, already in the arbiter's key order.  rows[j] points
- * to ncols Datums followed by ncols bools (see batch.c).  SPI must be
+ * One row, given as the arguments of a call.  Returns whether the row was
+ * created; with UC_FORM_RETURNING also sets *row to the row as jsonb,
+ * allocated in the caller's memory context.
+ */
+bool
+uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
+{
+	UcPin		pin = {NULL};
+	UcCacheEntry *entry;
+	volatile bool inserted = false;
+
+	entry = uc_cache_acquire(args, &pin);
+	PG_TRY();
+	{
+		inserted = upsert_one_pinned(entry, args, form, row);
+	}
+	PG_FINALLY();
+	{
+		uc_cache_release(&pin);
+	}
+	PG_END_TRY();
+	return inserted;
+}
+
+/*
+ * Domain-typed delta columns: a merged sum is a value no input function
+ * has seen; check it as an INSERT of it would.
+ */
+static void
+check_domains(const UcShape *shape, const Datum *vals, const bool *isnull,
+			  void **extra)
+{
+	for (int i = shape->rolestart[UC_DELTA]; i < shape->rolestart[UC_ASSIGN]; i++)
+		if (shape->cols[i].typid != shape->cols[i].basetypid)
+			domain_check(vals[i], isnull[i], shape->cols[i].typid, &extra[i],
+						 CurrentMemoryContext);
+}
+
+/*
+ * Write n merged rows, already in the arbiter's key order, through the
+ * current entry for the call that held was built for.  SPI must be
  * connected.  Adds to *inserted and *updated.
  */
-void
-uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
-				UcRowIter next_row, void *iterarg,
-				int64 *inserted, int64 *updated)
+static void
+execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
+					UcRowIter next_row, void *iterarg,
+					int64 *inserted, int64 *updated)
 {
+	const UcShape *shape = entry->shape;
 	int			ncols = shape->ncols;
 	int			chunk = (n == 1 || !shape->batchable) ? 1 : (int) Min(n, uc_batch_size);
+	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
 	MemoryContext chunkcxt;
 	MemoryContext oldcxt;
 	Datum	   *elems;
 	bool	   *elemnulls;
 	Datum	   *params;
 	char	   *paramnulls;
+	void	  **domainextra;
 	int64		done = 0;
+
+	if (!uc_shape_compatible(merged, shape))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s\" changed after upsert_increment() read its rows",
+						shape->relname),
+				 errdetail("A column's type or the key's unique index changed between reading and writing the rows."),
+				 errhint("Run the call again.")));
 
 	chunkcxt = AllocSetContextCreate(CurrentMemoryContext,
 									 "upsert_counter chunk",
@@ -163,12 +285,12 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 	elemnulls = palloc(sizeof(bool) * ncols * chunk);
 	params = palloc(sizeof(Datum) * Max(ncols, 1));
 	paramnulls = palloc(sizeof(char) * Max(ncols, 1));
+	domainextra = palloc0(sizeof(void *) * Max(ncols, 1));
 
 	while (done < n)
 	{
 		int			m = (int) Min(chunk, n - done);
-		uint64		processed;
-		uint64		nupdated;
+		UcOutcome	out;
 
 		/* gather m rows column by column */
 		for (int j = 0; j < m; j++)
@@ -177,6 +299,7 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 			const bool *isnull;
 
 			next_row(iterarg, &vals, &isnull);
+			check_domains(shape, vals, isnull, domainextra);
 			for (int i = 0; i < ncols; i++)
 			{
 				elems[i * chunk + j] = vals[i];
@@ -193,7 +316,7 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 				paramnulls[i] = elemnulls[i] ? 'n' : ' ';
 			}
 			MemoryContextSwitchTo(oldcxt);
-			processed = run_plan(entry, UC_FORM_SINGLE, params, paramnulls, &nupdated);
+			run_plan(entry, UC_FORM_SINGLE, params, paramnulls, &out);
 		}
 		else
 		{
@@ -211,15 +334,38 @@ uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
 				paramnulls[i] = ' ';
 			}
 			MemoryContextSwitchTo(oldcxt);
-			processed = run_plan(entry, UC_FORM_BATCH, params, paramnulls, &nupdated);
+			run_plan(entry, UC_FORM_BATCH, params, paramnulls, &out);
 		}
 
-		/* with DO NOTHING, rows not processed are keys that existed */
-		*inserted += processed - nupdated;
-		*updated += m - (processed - nupdated);
+		*inserted += out.inserted;
+		/* with DO NOTHING, rows not inserted are keys that existed */
+		*updated += do_nothing ? m - out.inserted : out.updated;
 		done += m;
 		MemoryContextReset(chunkcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextDelete(chunkcxt);
+}
+
+void
+uc_execute_rows(const UcCacheEntry *held, int64 n,
+				UcRowIter next_row, void *iterarg,
+				int64 *inserted, int64 *updated)
+{
+	UcArgs		args = {0};
+	UcPin		pin = {NULL};
+	UcCacheEntry *entry;
+
+	uc_args_from_entry(&args, held);
+	entry = uc_cache_acquire(&args, &pin);
+	PG_TRY();
+	{
+		execute_rows_pinned(entry, held->shape, n, next_row, iterarg,
+							inserted, updated);
+	}
+	PG_FINALLY();
+	{
+		uc_cache_release(&pin);
+	}
+	PG_END_TRY();
 }

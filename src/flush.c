@@ -5,27 +5,53 @@
  *	  = commit.
  *
  * This file owns the buffer that upsert_increment() fills instead of
- * writing when upsert_counter.flush is 'commit', and its fate at every
- * transaction boundary:
+ * writing when upsert_counter.flush is 'commit', whose rows they are, and
+ * their fate at every transaction boundary.  Its callbacks are the
+ * extension's only transaction and subtransaction callbacks (the cache
+ * ties its pins to memory contexts instead, see cache.c).
  *
- *	- The buffer is a list of batch states (batch.c), one per subtransaction
- *	  level that buffered rows, each allocated in that subtransaction's
- *	  CurTransactionContext, so that its memory goes with it on abort.
- *	- Releasing a savepoint hands the level's buffers to the parent (their
- *	  memory already survives: a committed subtransaction's context lives on
- *	  until its parent ends).  Rolling back to it drops them.
- *	- Writing (upsert_counter_flush(), the size limit, commit) merges every
- *	  pending buffer, later rows counting as later, and writes the result
- *	  sorted by key, one statement per chunk, like a batch.  The buffers are
- *	  not freed but marked as written in the current subtransaction: if that
- *	  subtransaction rolls back, its writes are undone and the buffers are
- *	  pending again, so no increment is lost or counted twice.
- *	- Just before commit (and before PREPARE TRANSACTION) the pending
- *	  buffers are written.  PostgreSQL has fired deferred triggers by then,
- *	  so we fire those our writes queued (deferred constraint checks on the
- *	  counter table), looping until neither is left.  An error aborts the
- *	  commit.
- *	- Abort discards everything; nothing survives the transaction.
+ * Buffering (uc_defer_row):
+ *	- is refused inside a security-restricted operation (ANALYZE, VACUUM,
+ *	  REFRESH MATERIALIZED VIEW, CREATE INDEX run index expressions as the
+ *	  table owner: rows buffered there would be written at commit, outside
+ *	  it), in parallel mode (a worker's buffer would be lost), and in a
+ *	  read-only transaction (as an INSERT would be, at the call);
+ *	- checks the caller's INSERT privilege on the target before it locks
+ *	  it, and the column privileges of the call's shape after;
+ *	- records the user id and security context it ran under: the rows are
+ *	  written under them, never under whoever commits, so a SECURITY
+ *	  DEFINER function's rows are written as its owner and a caller's as
+ *	  the caller.
+ *
+ * The buffers: one per (subtransaction, user, security context) that
+ * buffered rows, each a batch state (batch.c) in its own memory context
+ * under TopTransactionContext.  Each holds its rows merged by key, so
+ * memory grows with distinct keys, not calls.
+ *
+ * Transaction events, in the order core raises them:
+ *	- PRE_COMMIT_SUB (RELEASE SAVEPOINT, leaving an EXCEPTION block
+ *	  normally): a pending buffer of the ending subtransaction is merged
+ *	  into its parent's pending buffer of the same user and context, if
+ *	  there is one, and freed.  This is where a merge may still fail (a sum
+ *	  out of range), as the write would have.  So an EXCEPTION loop of N
+ *	  calls keeps one buffer, not N.
+ *	- COMMIT_SUB: what is left of the subtransaction's buffers passes to
+ *	  the parent; writes it made count as the parent's.
+ *	- ABORT_SUB: its buffers are freed (their rows roll back); buffers it
+ *	  wrote are pending again (its writes were undone), so nothing is lost
+ *	  or counted twice.
+ *	- Writing (upsert_counter_flush(), the size limit, commit) merges the
+ *	  pending buffers of each user and context, later rows counting as
+ *	  later, switches to that user and context, and writes the result
+ *	  sorted by key, one statement per chunk, like a batch.  The buffers
+ *	  are marked as written in the current subtransaction (freed at once at
+ *	  top level, where only the whole transaction's abort undoes a write).
+ *	- PRE_COMMIT and PRE_PREPARE: the pending buffers are written.  Core
+ *	  has fired deferred triggers by then, so we fire those our writes
+ *	  queued, still as the buffering user, looping until neither is left.
+ *	  An error aborts the commit.
+ *	- COMMIT, ABORT, PREPARE: the memory went with TopTransactionContext;
+ *	  the static pointers are reset.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -34,7 +60,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -42,12 +72,15 @@
 
 typedef struct UcBuffer
 {
+	MemoryContext cxt;			/* holds state; freed with the buffer */
 	UcBatchState *state;
 	SubTransactionId owner;		/* whose rows these are */
 	SubTransactionId written_in;	/* 0 while pending */
+	Oid			userid;			/* who buffered them ... */
+	int			secctx;			/* ... and in which security context */
 } UcBuffer;
 
-static UcBuffer *uc_buffers = NULL;	/* in TopTransactionContext */
+static UcBuffer *uc_buffers = NULL; /* in TopTransactionContext */
 static int	uc_nbuffers = 0;
 static int	uc_maxbuffers = 0;
 
@@ -55,6 +88,32 @@ static bool
 buffer_pending(const UcBuffer *b)
 {
 	return b->written_in == InvalidSubTransactionId;
+}
+
+static bool
+same_owner(const UcBuffer *a, Oid userid, int secctx)
+{
+	return a->userid == userid && a->secctx == secctx;
+}
+
+static void
+buffer_free(UcBuffer *b)
+{
+	MemoryContextDelete(b->cxt);	/* its callback releases the pins */
+	b->cxt = NULL;
+	b->state = NULL;
+}
+
+/* Drop the freed buffers from the array, keeping the order */
+static void
+compact(void)
+{
+	int			keep = 0;
+
+	for (int i = 0; i < uc_nbuffers; i++)
+		if (uc_buffers[i].cxt != NULL)
+			uc_buffers[keep++] = uc_buffers[i];
+	uc_nbuffers = keep;
 }
 
 /* Distinct keys waiting to be written */
@@ -69,17 +128,17 @@ pending_keys(void)
 	return n;
 }
 
-/* The buffer that rows of the current subtransaction go into */
+/* The buffer that rows of the current subtransaction and user go into */
 static UcBatchState *
-current_buffer(void)
+current_buffer(Oid userid, int secctx)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
 	UcBuffer   *b;
 
-	if (uc_nbuffers > 0)
+	for (int i = uc_nbuffers - 1; i >= 0; i--)
 	{
-		b = &uc_buffers[uc_nbuffers - 1];
-		if (b->owner == subid && buffer_pending(b))
+		b = &uc_buffers[i];
+		if (b->owner == subid && buffer_pending(b) && same_owner(b, userid, secctx))
 			return b->state;
 	}
 	if (uc_nbuffers >= uc_maxbuffers)
@@ -89,11 +148,62 @@ current_buffer(void)
 			MemoryContextAlloc(TopTransactionContext, uc_maxbuffers * sizeof(UcBuffer)) :
 			repalloc(uc_buffers, uc_maxbuffers * sizeof(UcBuffer));
 	}
-	b = &uc_buffers[uc_nbuffers++];
-	b->state = uc_batch_create(CurTransactionContext, false);
+	b = &uc_buffers[uc_nbuffers];
+	b->cxt = AllocSetContextCreate(TopTransactionContext, "upsert_counter buffer",
+								   ALLOCSET_DEFAULT_SIZES);
+	b->state = uc_batch_create(b->cxt, false, true);
 	b->owner = subid;
 	b->written_in = InvalidSubTransactionId;
+	b->userid = userid;
+	b->secctx = secctx;
+	uc_nbuffers++;
 	return b->state;
+}
+
+/*
+ * Write the pending buffers of one user and security context, merged,
+ * under that user and context.  With fire_deferred, also fire the deferred
+ * triggers the writes queued, still under them.
+ */
+static void
+write_as(Oid userid, int secctx, bool fire_deferred,
+		 int64 *inserted, int64 *updated)
+{
+	MemoryContext cxt;
+	UcBatchState *merged;
+	Oid			save_userid;
+	int			save_secctx;
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	/* merge into a scratch state: the buffers must survive a rollback */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter flush",
+								ALLOCSET_DEFAULT_SIZES);
+	merged = uc_batch_create(cxt, false, false);
+	for (int i = 0; i < uc_nbuffers; i++)
+	{
+		UcBuffer   *b = &uc_buffers[i];
+
+		if (buffer_pending(b) && same_owner(b, userid, secctx))
+		{
+			uc_batch_merge(merged, b->state);
+			b->written_in = subid;
+		}
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_secctx);
+	SetUserIdAndSecContext(userid, secctx);
+	PG_TRY();
+	{
+		uc_batch_flush(merged, inserted, updated);
+		if (fire_deferred)
+			AfterTriggerFireDeferred();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_secctx);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(cxt);
 }
 
 /*
@@ -101,32 +211,39 @@ current_buffer(void)
  * was written to *inserted and *updated; returns false if nothing was
  * pending.
  */
+static bool
+flush_pending(bool fire_deferred, int64 *inserted, int64 *updated)
+{
+	bool		any = false;
+
+	for (;;)
+	{
+		UcBuffer   *first = NULL;
+
+		for (int i = 0; i < uc_nbuffers && first == NULL; i++)
+			if (buffer_pending(&uc_buffers[i]))
+				first = &uc_buffers[i];
+		if (first == NULL)
+			break;
+		write_as(first->userid, first->secctx, fire_deferred, inserted, updated);
+		any = true;
+	}
+
+	/* at top level only the transaction's abort undoes a write */
+	if (GetCurrentSubTransactionId() == TopSubTransactionId)
+	{
+		for (int i = 0; i < uc_nbuffers; i++)
+			if (!buffer_pending(&uc_buffers[i]))
+				buffer_free(&uc_buffers[i]);
+		compact();
+	}
+	return any;
+}
+
 bool
 uc_flush_pending(int64 *inserted, int64 *updated)
 {
-	MemoryContext cxt;
-	UcBatchState *merged;
-	bool		any = false;
-
-	for (int i = 0; i < uc_nbuffers && !any; i++)
-		any = buffer_pending(&uc_buffers[i]) && uc_batch_nkeys(uc_buffers[i].state) > 0;
-	if (!any)
-		return false;
-
-	/* merge into a scratch state: the buffers must survive a rollback */
-	cxt = AllocSetContextCreate(CurTransactionContext, "upsert_counter flush",
-								ALLOCSET_DEFAULT_SIZES);
-	merged = uc_batch_create(cxt, false);
-	for (int i = 0; i < uc_nbuffers; i++)
-	{
-		if (!buffer_pending(&uc_buffers[i]))
-			continue;
-		uc_batch_merge(merged, uc_buffers[i].state);
-		uc_buffers[i].written_in = GetCurrentSubTransactionId();
-	}
-	uc_batch_flush(merged, inserted, updated);
-	MemoryContextDelete(cxt);
-	return true;
+	return flush_pending(false, inserted, updated);
 }
 
 /*
@@ -136,13 +253,34 @@ uc_flush_pending(int64 *inserted, int64 *updated)
 void
 uc_defer_row(Oid relid, Jsonb *const *objs)
 {
-	uc_batch_add_jsonb(current_buffer(), relid, objs);
+	Oid			userid;
+	int			secctx;
+
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot buffer upsert_increment() rows within security-restricted operation"),
+				 errdetail("Rows buffered with upsert_counter.flush = commit are written when the transaction commits, outside the operation."),
+				 errhint("Set upsert_counter.flush to statement in code that runs during ANALYZE, VACUUM, CREATE INDEX or REFRESH MATERIALIZED VIEW.")));
+	PreventCommandIfParallelMode("upsert_increment()");
+	if (XactReadOnly && get_rel_persistence(relid) != RELPERSISTENCE_TEMP)
+		PreventCommandIfReadOnly("upsert_increment()");
+
+	/* no lock on a table the caller may not insert into */
+	GetUserIdAndSecContext(&userid, &secctx);
+	if (pg_class_aclcheck(relid, userid, ACL_INSERT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, userid, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV,
+					   get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+
+	uc_batch_add_jsonb(current_buffer(userid, secctx), relid, objs);
 	if (pending_keys() > uc_flush_limit)
 	{
 		int64		inserted = 0;
 		int64		updated = 0;
 
-		uc_flush_pending(&inserted, &updated);
+		flush_pending(false, &inserted, &updated);
 	}
 }
 
@@ -156,23 +294,19 @@ uc_flush_xact_callback(XactEvent event, void *arg)
 			{
 				int64		inserted = 0;
 				int64		updated = 0;
+				bool		wrote;
 
 				/*
 				 * Deferred triggers have fired already; fire the ones our
 				 * writes queue, and write what those buffer, until done.
 				 * The portal's snapshot is gone by now: SPI needs one.
 				 */
-				for (;;)
+				do
 				{
-					bool		wrote;
-
 					PushActiveSnapshot(GetTransactionSnapshot());
-					wrote = uc_flush_pending(&inserted, &updated);
+					wrote = flush_pending(true, &inserted, &updated);
 					PopActiveSnapshot();
-					if (!wrote)
-						break;
-					AfterTriggerFireDeferred();
-				}
+				} while (wrote);
 				break;
 			}
 		case XACT_EVENT_COMMIT:
@@ -194,31 +328,59 @@ static void
 uc_flush_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
-	int			keep = 0;
-
 	switch (event)
 	{
+		case SUBXACT_EVENT_PRE_COMMIT_SUB:
+			/* fold the ending level's pending rows into its parent's */
+			for (int i = 0; i < uc_nbuffers; i++)
+			{
+				UcBuffer   *b = &uc_buffers[i];
+
+				if (b->owner != mySubid || !buffer_pending(b))
+					continue;
+				for (int j = 0; j < uc_nbuffers; j++)
+				{
+					UcBuffer   *p = &uc_buffers[j];
+
+					if (p->owner == parentSubid && buffer_pending(p) &&
+						same_owner(p, b->userid, b->secctx))
+					{
+						uc_batch_merge(p->state, b->state);
+						buffer_free(b);
+						break;
+					}
+				}
+			}
+			compact();
+			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (int i = 0; i < uc_nbuffers; i++)
 			{
-				if (uc_buffers[i].owner == mySubid)
-					uc_buffers[i].owner = parentSubid;
-				if (uc_buffers[i].written_in == mySubid)
-					uc_buffers[i].written_in = parentSubid;
+				UcBuffer   *b = &uc_buffers[i];
+
+				if (b->owner == mySubid)
+					b->owner = parentSubid;
+				if (b->written_in == mySubid)
+				{
+					b->written_in = parentSubid;
+					/* written at top level now: no rollback can undo it */
+					if (parentSubid == TopSubTransactionId)
+						buffer_free(b);
+				}
 			}
+			compact();
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
 			for (int i = 0; i < uc_nbuffers; i++)
 			{
-				UcBuffer	b = uc_buffers[i];
+				UcBuffer   *b = &uc_buffers[i];
 
-				if (b.owner == mySubid)
-					continue;	/* its rows are rolled back, its memory gone */
-				if (b.written_in == mySubid)
-					b.written_in = InvalidSubTransactionId; /* writes undone */
-				uc_buffers[keep++] = b;
+				if (b->owner == mySubid)
+					buffer_free(b); /* its rows are rolled back */
+				else if (b->written_in == mySubid)
+					b->written_in = InvalidSubTransactionId;	/* writes undone */
 			}
-			uc_nbuffers = keep;
+			compact();
 			break;
 		default:
 			break;

@@ -39,6 +39,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "optimizer/optimizer.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -116,8 +117,8 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 
 	if (att->attnum <= 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("cannot write to system column \"%s\"", name),
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot assign to system column \"%s\"", name),
 				 errdetail("The name appears in argument \"%s\".", uc_role_arg_names[role]),
 				 errhint("Only user columns of \"%s\" can be keys, deltas or assigned values.",
 						 RelationGetRelationName(rel))));
@@ -166,6 +167,21 @@ static void
 append_index_columns(StringInfo buf, Oid indexoid)
 {
 	appendStringInfo(buf, "(%s)", pg_get_indexdef_columns(indexoid, true));
+}
+
+static void refuse_ambiguous_inference(Relation rel, Bitmapset *keyset,
+									   const UcShape *shape);
+
+/* The operator class of an index's k'th column */
+static Oid
+index_opclass(Relation irel, int k)
+{
+	bool		isnull;
+	Datum		d = SysCacheGetAttr(INDEXRELID, irel->rd_indextuple,
+									Anum_pg_index_indclass, &isnull);
+
+	Assert(!isnull);
+	return ((oidvector *) DatumGetPointer(d))->values[k];
 }
 
 /*
@@ -317,11 +333,17 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 		shape->nkeys = nkeys;
 		shape->keyorder = MemoryContextAlloc(cxt, nkeys * sizeof(int));
 		shape->keysort = MemoryContextAllocZero(cxt, nkeys * sizeof(SortSupportData));
+		shape->keyopfamily = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
+		shape->keycollation = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
+		shape->keyopclass = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
 		for (int k = 0; k < nkeys; k++)
 		{
 			SortSupport ssup = &shape->keysort[k];
 			int16		opt = irel->rd_indoption[k];
 
+			shape->keyopfamily[k] = irel->rd_opfamily[k];
+			shape->keycollation[k] = irel->rd_indcollation[k];
+			shape->keyopclass[k] = index_opclass(irel, k);
 			shape->keyorder[k] = -1;
 			for (int i = shape->rolestart[UC_KEY]; i < shape->rolestart[UC_KEY] + shape->nrole[UC_KEY]; i++)
 				if (shape->cols[i].attnum == idx->indkey.values[k])
@@ -343,6 +365,130 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 			MemoryContextSwitchTo(oldcxt);
 		}
 		index_close(irel, NoLock);
+	}
+
+	if (shape->constraintname == NULL)
+		refuse_ambiguous_inference(rel, keyset, shape);
+}
+
+/*
+ * Without a constraint behind our index, the statement names it by its
+ * columns, collations and operator classes, and core then takes every
+ * unique index that matches those as an arbiter.  Another immediate one is
+ * harmless (it enforces the same uniqueness), but a deferrable one would
+ * make every call fail (ON CONFLICT refuses deferrable arbiters), and we
+ * cannot leave it out: refuse the case with a way out.
+ */
+static void
+refuse_ambiguous_inference(Relation rel, Bitmapset *keyset, const UcShape *shape)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		Relation	irel;
+		Form_pg_index idx;
+		Bitmapset  *cols = NULL;
+		bool		same = true;
+
+		if (indexoid == shape->arbiter)
+			continue;
+		irel = index_open(indexoid, RowExclusiveLock);
+		idx = irel->rd_index;
+		if (!idx->indisunique || !idx->indisvalid || idx->indimmediate ||
+			idx->indnkeyatts != shape->nkeys ||
+			!heap_attisnull(irel->rd_indextuple, Anum_pg_index_indpred, NULL))
+		{
+			index_close(irel, NoLock);
+			continue;
+		}
+		for (int k = 0; k < idx->indnkeyatts && same; k++)
+		{
+			AttrNumber	attno = idx->indkey.values[k];
+			bool		found = false;
+
+			if (attno == 0)
+				same = false;
+			cols = bms_add_member(cols, attno);
+			for (int j = 0; j < shape->nkeys && !found; j++)
+				found = shape->cols[shape->keyorder[j]].attnum == attno &&
+					shape->keycollation[j] == irel->rd_indcollation[k] &&
+					shape->keyopclass[j] == index_opclass(irel, k);
+			same = same && found;
+		}
+		if (same && bms_equal(cols, keyset))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("unique index \"%s\" cannot be the only arbiter for the key columns of relation \"%s\"",
+							shape->arbitername, RelationGetRelationName(rel)),
+					 errdetail("Deferrable unique index \"%s\" has the same columns, collations and operator classes, so ON CONFLICT would use it as an arbiter too, and ON CONFLICT cannot use a deferrable arbiter.",
+							   RelationGetRelationName(irel)),
+					 errhint("Make index \"%s\" back a constraint (ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX), which ON CONFLICT can name alone, or make the other one NOT DEFERRABLE.",
+							 shape->arbitername)));
+		index_close(irel, NoLock);
+	}
+	list_free(indexes);
+}
+
+/*
+ * Can rows converted and merged under shape a be written through shape b
+ * (a newer entry for the same call)?  Their columns must have the same
+ * types, and their arbiters the same notion of equal keys.
+ */
+bool
+uc_shape_compatible(const UcShape *a, const UcShape *b)
+{
+	if (a == b)
+		return true;
+	if (a->ncols != b->ncols || a->nkeys != b->nkeys ||
+		a->nulls_not_distinct != b->nulls_not_distinct)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (a->cols[i].typid != b->cols[i].typid)
+			return false;
+	for (int k = 0; k < a->nkeys; k++)
+		if (a->keyorder[k] != b->keyorder[k] ||
+			a->keyopfamily[k] != b->keyopfamily[k] ||
+			a->keycollation[k] != b->keycollation[k])
+			return false;
+	return true;
+}
+
+/*
+ * The privileges an INSERT ... ON CONFLICT DO UPDATE of this shape needs,
+ * checked now, for commit mode, whose write comes later: INSERT on every
+ * column, UPDATE on deltas and assigned columns, SELECT on deltas (the SET
+ * clause reads them).  The executor checks again when the row is written,
+ * as the user who buffered it.
+ */
+void
+uc_shape_check_privileges(const UcShape *shape, Oid userid)
+{
+	AclMode		onrel = pg_class_aclmask(shape->relid, userid,
+										 ACL_INSERT | ACL_UPDATE | ACL_SELECT,
+										 ACLMASK_ALL);
+
+	for (int i = 0; i < shape->ncols; i++)
+	{
+		const UcColumn *col = &shape->cols[i];
+		AclMode		need = ACL_INSERT;
+
+		if (col->role == UC_DELTA)
+			need |= ACL_UPDATE | ACL_SELECT;
+		else if (col->role == UC_ASSIGN)
+			need |= ACL_UPDATE;
+		need &= ~onrel;
+		for (AclMode bit = ACL_INSERT; need != 0; bit <<= 1)
+		{
+			if ((need & bit) == 0)
+				continue;
+			need &= ~bit;
+			if (pg_attribute_aclcheck(shape->relid, col->attnum, userid, bit) != ACLCHECK_OK)
+				aclcheck_error_col(ACLCHECK_NO_PRIV, OBJECT_TABLE, shape->relname,
+								   col->name);
+		}
 	}
 }
 
@@ -416,6 +562,12 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	}
 
 	resolve_arbiter(rel, keyset, shape, cxt);
+
+	/*
+	 * RETURNING xmax = 0 tells inserted rows from updated ones; partitioned
+	 * tables refuse system columns in RETURNING (see sqlgen.c).
+	 */
+	shape->count_by_xmax = (rel->rd_rel->relkind == RELKIND_RELATION);
 
 	relation_close(rel, NoLock);
 	return shape;

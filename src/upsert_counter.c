@@ -15,8 +15,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "executor/nodeAgg.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/execnodes.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -150,6 +156,58 @@ result_jsonb(int64 inserted, int64 updated, int64 deferred)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+typedef struct AggrefCount
+{
+	int			aggno;
+	int			count;
+} AggrefCount;
+
+static bool
+count_aggrefs(Node *node, AggrefCount *c)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *aggref = (Aggref *) node;
+
+		if (aggref->agglevelsup == 0 && aggref->aggno == c->aggno)
+			c->count++;
+		return false;
+	}
+	return expression_tree_walker(node, count_aggrefs, (void *) c);
+}
+
+/*
+ * The install script marks the aggregates volatile, so that the planner
+ * computes two identical calls twice.  A definition re-created without
+ * that (pg_upgrade and pg_dump --binary-upgrade create the aggregates one
+ * by one, and CREATE AGGREGATE records them immutable) lets the planner
+ * compute identical calls once: one write where the query asked for
+ * several.  Refuse that rather than count wrong.
+ */
+static void
+refuse_merged_calls(FunctionCallInfo fcinfo)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	Plan	   *plan = ((AggState *) fcinfo->context)->ss.ps.plan;
+	AggrefCount c;
+
+	if (aggref == NULL || func_volatile(aggref->aggfnoid) == PROVOLATILE_VOLATILE)
+		return;
+	c.aggno = aggref->aggno;
+	c.count = 0;
+	count_aggrefs((Node *) plan->targetlist, &c);
+	count_aggrefs((Node *) plan->qual, &c);
+	if (c.count > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("identical upsert_increment() calls in one query would be written once"),
+				 errdetail("Aggregate %s is marked immutable in this database (as pg_upgrade and binary-upgrade dumps re-create it), so the planner computes %d identical calls only once.",
+						   format_procedure(aggref->aggfnoid), c.count),
+				 errhint("Make the calls differ, or run them in separate statements. Re-creating the extension (DROP EXTENSION and CREATE EXTENSION upsert_counter) restores its definition.")));
+}
+
 /*
  * upsert_increment(target, keys, deltas [, assign [, on_insert]]): the
  * aggregate's transition function.
@@ -173,11 +231,12 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 	relid = get_call_args(fcinfo, 1, objs);
 	if (PG_ARGISNULL(0))
 	{
+		refuse_merged_calls(fcinfo);
 		/* the mode is decided once per call, by its first row */
 		state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
 		state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
 		if (!state->deferred)
-			state->batch = uc_batch_create(aggcxt, true);
+			state->batch = uc_batch_create(aggcxt, true, false);
 	}
 	else
 		state = (UcAggState *) PG_GETARG_POINTER(0);
@@ -241,6 +300,7 @@ upsert_increment_returning(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/* the row is written now, whatever upsert_counter.flush says */
 	uc_args_read(&args, get_call_args(fcinfo, 0, objs), objs);
 	values[0] = BoolGetDatum(uc_upsert_one(&args, UC_FORM_RETURNING, &row));
 	values[1] = row;

@@ -11,18 +11,22 @@
  * pieces are:
  *
  *	args.c		reads the four jsonb arguments into a UcArgs (column names
- *				per role, in jsonb order, and their values)
+ *				per role, in jsonb order, their values, and the exact key
+ *				the cache is looked up by)
  *	shape.c		resolves names against the catalogs into a UcShape:
  *				attributes, types, input functions and the arbiter index
  *				(the rules of core's infer_arbiter_indexes())
  *	values.c	converts JSON values to Datums of the column types
- *	plan_cache.c	the per-backend cache of shapes and their SPI plans,
- *				SQL generation, invalidation and eviction
- *	execute.c	running the plans, one row or sorted chunks of a batch
+ *	cache.c		the per-backend cache of shapes and their SPI plans: the
+ *				one acquire/release pair, invalidation, eviction
+ *	sqlgen.c	the text of the generated statements
+ *	execute.c	running the plans, one row or sorted chunks of a batch,
+ *				and counting what they did
  *	batch.c		the aggregate's state: merging rows with equal keys and
  *				writing them sorted, in chunks
- *	flush.c		commit mode: the per-transaction buffer, savepoints, and
- *				the write just before commit
+ *	flush.c		commit mode: the per-transaction buffer, its owners
+ *				(user, security context, subtransaction), and the write
+ *				just before commit; the only transaction callbacks
  *	upsert_counter.c	module init, GUCs and the SQL-callable functions
  *
  * Copyright (c) 2026, the upsert_counter authors
@@ -39,6 +43,7 @@
 #include "lib/ilist.h"
 #include "utils/jsonb.h"
 #include "utils/sortsupport.h"
+#include "utils/timestamp.h"
 
 /* The role a column plays in a call; also the order of the jsonb arguments */
 typedef enum UcRole
@@ -78,10 +83,13 @@ typedef struct UcArgs
 	int			nrole[UC_NROLES];
 	int			ncols;
 	int			maxcols;
-	char	  **names;			/* not NUL-terminated: see namelens */
+	const char **names;			/* not NUL-terminated: see namelens */
 	int		   *namelens;
 	JsonbValue *values;
-	uint64		nameshash;		/* hash over roles and names */
+	/* the cache key: the role and name of every column, exactly */
+	char	   *namekey;
+	int			namekeylen;
+	uint32		hash;			/* over relid and namekey */
 } UcArgs;
 
 /* One column of a shape */
@@ -122,30 +130,45 @@ typedef struct UcShape
 	UcColumn   *cols;			/* role by role, in jsonb name order */
 	int			nkeys;			/* = nrole[UC_KEY] */
 	int		   *keyorder;		/* cols[] index of the arbiter's i'th key */
-	SortSupportData *keysort;	/* per arbiter key column, index order */
+	Oid		   *keyopfamily;	/* per arbiter key column, index order */
+	Oid		   *keycollation;
+	Oid		   *keyopclass;
+	SortSupportData *keysort;
 	bool		batchable;		/* every column has an array type */
+	bool		count_by_xmax;	/* RETURNING xmax = 0 tells inserts apart */
 } UcShape;
 
-/* A cache entry: a shape and the plans prepared for it */
+/*
+ * A cache entry: a shape and the plans prepared for it.  Allocated in its
+ * own memory context, with everything it owns but the kept plans.  See
+ * cache.c for its life: an entry is used only between uc_cache_acquire()
+ * and uc_cache_release(), and is never freed while pinned.
+ */
 typedef struct UcCacheEntry
 {
-	/* hash key: must be first */
-	struct UcCacheKey
-	{
-		Oid			relid;
-		uint32		pad;
-		uint64		nameshash;
-	}			key;
-	MemoryContext cxt;			/* holds shape; child of the cache context */
+	Oid			relid;
+	char	   *namekey;		/* as UcArgs.namekey */
+	int			namekeylen;
+	uint32		hash;
+	MemoryContext cxt;
 	UcShape    *shape;
 	bool		valid;			/* false once an invalidation hit it */
-	int			pins;			/* executions under way */
+	bool		detached;		/* out of the cache; freed at its last release */
+	int			pins;			/* holders: uc_cache_acquire() calls not released */
+	int			running;		/* executions of its plans under way */
 	SPIPlanPtr	plans[UC_NFORMS];
 	uint64		calls[UC_NFORMS];
-	dlist_node	lru;
+	dlist_node	node;			/* LRU list, or the list of entries to free */
 } UcCacheEntry;
 
-typedef struct UcCacheKey UcCacheKey;
+/*
+ * A holder's claim on an entry: taken by uc_cache_acquire(), given back by
+ * uc_cache_release() exactly once (a second release is a no-op).
+ */
+typedef struct UcPin
+{
+	UcCacheEntry *entry;
+} UcPin;
 
 /* GUCs */
 typedef enum UcFlushMode
@@ -161,10 +184,13 @@ extern int	uc_flush_limit;
 
 /* args.c */
 extern void uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs);
-extern bool uc_args_match_shape(const UcArgs *args, const UcShape *shape);
+extern void uc_args_from_entry(UcArgs *args, const UcCacheEntry *entry);
+extern bool uc_args_same_key(const UcArgs *args, const UcCacheEntry *entry);
 
 /* shape.c */
 extern UcShape *uc_shape_build(const UcArgs *args, MemoryContext cxt);
+extern bool uc_shape_compatible(const UcShape *a, const UcShape *b);
+extern void uc_shape_check_privileges(const UcShape *shape, Oid userid);
 
 /* values.c */
 #define UC_MEMO_LEN 64
@@ -173,6 +199,11 @@ typedef struct UcValueMemo		/* the last string converted for a column */
 	bool		valid;
 	int			len;
 	Datum		value;			/* by-value types only */
+	TimestampTz stmt;			/* the statement it was made in */
+	int			datestyle;		/* the settings it was made under */
+	int			dateorder;
+	int			intervalstyle;
+	const void *timezone;
 	char		str[UC_MEMO_LEN];
 } UcValueMemo;
 
@@ -181,27 +212,31 @@ extern Datum uc_value_to_datum(const UcShape *shape, int col,
 							   const JsonbValue *v, bool *isnull,
 							   UcValueMemo *memo);
 
-/* plan_cache.c */
+/* cache.c */
 extern void uc_cache_init(void);
-extern UcCacheEntry *uc_cache_lookup(const UcArgs *args);
+extern UcCacheEntry *uc_cache_acquire(const UcArgs *args, UcPin *pin);
+extern void uc_cache_release(UcPin *pin);
+extern void uc_cache_share(const UcPin *held, UcPin *pin);
 extern SPIPlanPtr uc_cache_plan(UcCacheEntry *entry, UcForm form);
-extern void uc_cache_pin(UcCacheEntry *entry);
-extern void uc_cache_unpin(UcCacheEntry *entry);
 extern void uc_cache_reset(void);
 extern Datum uc_cache_report(FunctionCallInfo fcinfo);
-extern void uc_lock_target(Oid relid);
+
+/* sqlgen.c */
+extern char *uc_sql_build(const UcShape *shape, UcForm form, Oid *argtypes,
+						  int *nargs);
 
 /* execute.c */
 typedef void (*UcRowIter) (void *arg, const Datum **values, const bool **isnull);
 extern void uc_note_update(void);
 extern bool uc_upsert_one(const UcArgs *args, UcForm form, Datum *row);
-extern void uc_execute_rows(UcCacheEntry *entry, const UcShape *shape, int64 n,
+extern void uc_execute_rows(const UcCacheEntry *held, int64 n,
 							UcRowIter next_row, void *iterarg,
 							int64 *inserted, int64 *updated);
 
 /* batch.c */
 typedef struct UcBatchState UcBatchState;
-extern UcBatchState *uc_batch_create(MemoryContext cxt, bool can_hold);
+extern UcBatchState *uc_batch_create(MemoryContext cxt, bool can_hold,
+									 bool check_privileges);
 extern int64 uc_batch_nkeys(const UcBatchState *state);
 extern void uc_batch_merge(UcBatchState *dst, UcBatchState *src);
 extern void uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs);

@@ -21,10 +21,16 @@
  *
  * A delta must be a JSON number.
  *
- * Within one aggregate call, a per-column memo remembers the last string
- * converted for a by-value type (dates and hours repeat across a batch).
- * Input functions may depend on settings such as DateStyle and TimeZone,
- * which cannot change within a statement, so the memo never outlives one.
+ * A JSON null into a domain column goes through the domain's input function
+ * too, so that its NOT NULL and CHECK constraints apply as in an INSERT.
+ *
+ * Within one statement, a per-column memo remembers the last string
+ * converted for a by-value base type whose input function is a plain
+ * function of its text and of the date and time settings (dates and hours
+ * repeat across a batch).  A memo is used only in the statement that made
+ * it and under the same DateStyle, IntervalStyle and TimeZone: a volatile
+ * function in the input may change them mid-statement.  Domains are never
+ * memoized, so their checks run for every value.
  *
  * Results are allocated in the current memory context.
  *
@@ -36,6 +42,9 @@
 
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -89,7 +98,17 @@ integer_from_numeric(const UcColumn *col, Numeric num, Datum *result)
 
 	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(num))) != 0)
 		return false;			/* 1.5, or 1.0: let the input function decide */
-	v = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
+	if (col->typid != INT8OID)
+	{
+		bool		err = false;
+
+		/* outside int4: the column type's own out-of-range error below */
+		v = numeric_int4_opt_error(num, &err);
+		if (err)
+			v = PG_INT64_MAX;
+	}
+	else
+		v = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
 	switch (col->typid)
 	{
 		case INT2OID:
@@ -112,6 +131,42 @@ integer_from_numeric(const UcColumn *col, Numeric num, Datum *result)
 						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num))),
 						format_type_be(col->typid))));
 	return true;
+}
+
+/*
+ * By-value base types whose input depends on the text and at most on the
+ * date and time settings a memo records (not money: lc_monetary).
+ */
+static bool
+memoizable(const UcColumn *col)
+{
+	switch (col->typid)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case OIDOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+memo_current(const UcValueMemo *memo)
+{
+	return memo->stmt == GetCurrentStatementStartTimestamp() &&
+		memo->datestyle == DateStyle &&
+		memo->dateorder == DateOrder &&
+		memo->intervalstyle == IntervalStyle &&
+		memo->timezone == session_timezone;
 }
 
 Datum
@@ -143,6 +198,10 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 							   shape->arbitername),
 					 errhint("Pass a non-null key value, or declare the unique index NULLS NOT DISTINCT.")));
 		*isnull = true;
+		/* a domain's NOT NULL and CHECK constraints see NULL too */
+		if (col->typid != col->basetypid)
+			return InputFunctionCall((FmgrInfo *) &col->inputfn, NULL,
+									 col->ioparam, col->typmod);
 		return (Datum) 0;
 	}
 
@@ -158,13 +217,11 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 					return PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
 																	v->val.string.len));
 
-				/*
-				 * Within one statement a by-value column's input function
-				 * maps equal strings to equal values: reuse the last one.
-				 */
-				if (memo != NULL && col->typbyval && memo->valid &&
+				/* the same string as the last one, under the same settings */
+				if (memo != NULL && memo->valid &&
 					memo->len == v->val.string.len &&
-					memcmp(memo->str, v->val.string.val, memo->len) == 0)
+					memcmp(memo->str, v->val.string.val, memo->len) == 0 &&
+					memo_current(memo))
 					return memo->value;
 				str = pnstrdup(v->val.string.val, v->val.string.len);
 				break;
@@ -189,12 +246,17 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 	result = InputFunctionCall((FmgrInfo *) &col->inputfn, str, col->ioparam,
 							   col->typmod);
 
-	if (memo != NULL && col->typbyval && v->type == jbvString &&
+	if (memo != NULL && v->type == jbvString && memoizable(col) &&
 		v->val.string.len <= UC_MEMO_LEN)
 	{
 		memcpy(memo->str, v->val.string.val, v->val.string.len);
 		memo->len = v->val.string.len;
 		memo->value = result;
+		memo->stmt = GetCurrentStatementStartTimestamp();
+		memo->datestyle = DateStyle;
+		memo->dateorder = DateOrder;
+		memo->intervalstyle = IntervalStyle;
+		memo->timezone = session_timezone;
 		memo->valid = true;
 	}
 	return result;
