@@ -27,7 +27,7 @@ DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache \
-	partitioned security hostile plpgsql wagtail flush
+	partitioned security hostile plpgsql wagtail flush safety
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries
 ISOLATION_OPTS = --load-extension=upsert_counter

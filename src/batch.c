@@ -458,10 +458,7 @@ uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
 		UcArgs		args = {0};
 
 		uc_args_read(&args, state->held_relid, state->held);
-		if (uc_upsert_one(&args, UC_FORM_SINGLE, NULL))
-			(*inserted)++;
-		else
-			(*updated)++;
+		uc_upsert_one(&args, UC_FORM_SINGLE, NULL, inserted, updated);
 		return;
 	}
 

@@ -132,18 +132,19 @@ returned_row(UcForm form)
 }
 
 /*
- * The single-row path, once the entry is pinned.  Returns whether the row
- * was created; with UC_FORM_RETURNING also sets *row.
+ * The single-row path, once the entry is pinned.  Adds 0 or 1 to *inserted
+ * and *updated (with DO NOTHING, updated means the key existed); with
+ * UC_FORM_RETURNING also sets *row.
  */
-static bool
+static void
 upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
-				  Datum *row)
+				  Datum *row, int64 *inserted, int64 *updated)
 {
 	const UcShape *shape = entry->shape;
 	Datum	   *values;
 	char	   *nulls;
-	bool		inserted = false;
 	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
+	UcOutcome	out;
 
 	values = palloc(Max(shape->ncols, 1) * sizeof(Datum));
 	nulls = palloc(Max(shape->ncols, 1) * sizeof(char));
@@ -168,20 +169,21 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 	 */
 	for (int attempt = 1;; attempt++)
 	{
-		UcOutcome	out;
-
 		run_plan(entry, form, values, nulls, &out);
 		if (out.processed > 0)
 		{
-			inserted = out.inserted > 0;
 			if (form == UC_FORM_RETURNING)
 				*row = returned_row(form);
 			break;
 		}
 		if (form != UC_FORM_RETURNING)
 		{
-			/* DO NOTHING found the key (or a trigger skipped the insert) */
-			inserted = false;
+			/*
+			 * DO NOTHING found the key (or a trigger skipped the insert:
+			 * the two cannot be told apart); DO UPDATE did nothing because
+			 * a BEFORE trigger skipped the row.
+			 */
+			out.updated = do_nothing ? 1 : 0;
 			break;
 		}
 		if (do_nothing)
@@ -190,7 +192,7 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 			if (out.processed > 0)
 			{
 				*row = returned_row(UC_FORM_LOOKUP);
-				inserted = false;
+				out.updated = 1;
 				break;
 			}
 		}
@@ -205,32 +207,32 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 	}
 
 	SPI_finish();
-	return inserted;
+	*inserted += out.inserted;
+	*updated += out.updated;
 }
 
 /*
- * One row, given as the arguments of a call.  Returns whether the row was
- * created; with UC_FORM_RETURNING also sets *row to the row as jsonb,
- * allocated in the caller's memory context.
+ * One row, given as the arguments of a call.  Adds what it did to
+ * *inserted and *updated; with UC_FORM_RETURNING also sets *row to the row
+ * as jsonb, allocated in the caller's memory context.
  */
-bool
-uc_upsert_one(const UcArgs *args, UcForm form, Datum *row)
+void
+uc_upsert_one(const UcArgs *args, UcForm form, Datum *row,
+			  int64 *inserted, int64 *updated)
 {
 	UcPin		pin = {NULL};
 	UcCacheEntry *entry;
-	volatile bool inserted = false;
 
 	entry = uc_cache_acquire(args, &pin);
 	PG_TRY();
 	{
-		inserted = upsert_one_pinned(entry, args, form, row);
+		upsert_one_pinned(entry, args, form, row, inserted, updated);
 	}
 	PG_FINALLY();
 	{
 		uc_cache_release(&pin);
 	}
 	PG_END_TRY();
-	return inserted;
 }
 
 /*
@@ -276,7 +278,7 @@ execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 				 errmsg("relation \"%s\" changed after upsert_increment() read its rows",
 						shape->relname),
 				 errdetail("A column's type or the key's unique index changed between reading and writing the rows."),
-				 errhint("Run the call again.")));
+				 errhint("Run the statement or transaction again.")));
 
 	chunkcxt = AllocSetContextCreate(CurrentMemoryContext,
 									 "upsert_counter chunk",

@@ -296,13 +296,16 @@ upsert_increment_returning(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	Datum		row = (Datum) 0;
+	int64		inserted = 0;
+	int64		updated = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
 	/* the row is written now, whatever upsert_counter.flush says */
 	uc_args_read(&args, get_call_args(fcinfo, 0, objs), objs);
-	values[0] = BoolGetDatum(uc_upsert_one(&args, UC_FORM_RETURNING, &row));
+	uc_upsert_one(&args, UC_FORM_RETURNING, &row, &inserted, &updated);
+	values[0] = BoolGetDatum(inserted > 0);
 	values[1] = row;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),

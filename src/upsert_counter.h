@@ -228,7 +228,8 @@ extern char *uc_sql_build(const UcShape *shape, UcForm form, Oid *argtypes,
 /* execute.c */
 typedef void (*UcRowIter) (void *arg, const Datum **values, const bool **isnull);
 extern void uc_note_update(void);
-extern bool uc_upsert_one(const UcArgs *args, UcForm form, Datum *row);
+extern void uc_upsert_one(const UcArgs *args, UcForm form, Datum *row,
+						  int64 *inserted, int64 *updated);
 extern void uc_execute_rows(const UcCacheEntry *held, int64 n,
 							UcRowIter next_row, void *iterarg,
 							int64 *inserted, int64 *updated);
