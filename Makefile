@@ -29,7 +29,8 @@ PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 REGRESS = install single_row batch assign_on_insert types errors cache \
 	partitioned security hostile plpgsql wagtail flush safety
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
-	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries
+	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \
+	commit_privileges
 ISOLATION_OPTS = --load-extension=upsert_counter
 
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
