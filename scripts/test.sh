@@ -6,7 +6,8 @@
 # isolation specs (make installcheck, as postgres, in a staged copy of the
 # tree that postgres can write to), the Django suite (python/tests, with
 # Debian's Django and psycopg2), the fuzzer and the load test with faults
-# (tests/, short forms), then stops the cluster.  Prints one
+# (tests/, short forms), dump/restore and pg_upgrade round trips
+# (tests/upgrade.sh), then stops the cluster.  Prints one
 # closing line "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/pgenv.sh"
 
@@ -115,6 +116,12 @@ run_counted "stress (statement)" uc_as_postgres env PGDATABASE=reliability /usr/
 	--duration 12 --clients 32 --flush statement
 run_counted "stress (commit)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
 	--duration 12 --clients 32 --flush commit
+
+# Dump/restore and pg_upgrade round trips (clusters of its own)
+mkdir -p "$UC_CLUSTER/upgrade"
+chown postgres: "$UC_CLUSTER/upgrade"
+run_counted "dump and upgrade" env UC_PGBIN="$UC_PGBIN" UC_WORK="$UC_CLUSTER/upgrade" \
+	bash "$stage/tests/upgrade.sh"
 
 if grep -qE 'PANIC|server process .* was terminated by signal|TRAP:' "$UC_CLUSTER/server.log"; then
 	echo "the server log shows a crash:" >&2
