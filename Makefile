@@ -23,7 +23,7 @@ OBJS = \
 	src/flush.o
 
 EXTENSION = upsert_counter
-DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql
+DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1--1.2.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache \

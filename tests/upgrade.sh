@@ -79,7 +79,7 @@ else
 	start "$new" "$nport"
 	check "after pg_upgrade: rows kept" "30" "$(q "$nport" app "SELECT sum(n) FROM c")"
 	check "after pg_upgrade: aggregates re-created immutable" "i" "$(q "$nport" app "$VOLATILITY")"
-	check "after pg_upgrade: identical calls refused" "0A000" "$(q "$nport" app "$TWICE")"
+	check "after pg_upgrade: identical calls refused" "ERROR:  0A000" "$(q "$nport" app "$TWICE")"
 	check "after pg_upgrade: different calls work" "t" \
 		"$(q "$nport" app "SELECT upsert_increment('c', '{\"k\": 1}', '{\"n\": 1}') IS NOT NULL AND upsert_increment('c', '{\"k\": 1}', '{\"n\": 2}') IS NOT NULL")"
 	check "after pg_upgrade: counts exact" "13" "$(q "$nport" app "SELECT n FROM c WHERE k = 1")"
