@@ -18,6 +18,7 @@ OBJS = \
 	src/values.o \
 	src/cache.o \
 	src/sqlgen.o \
+	src/fastpath.o \
 	src/execute.o \
 	src/batch.o \
 	src/flush.o

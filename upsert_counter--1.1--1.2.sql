@@ -9,3 +9,14 @@
 
 COMMENT ON FUNCTION upsert_counter_note_update(anyelement) IS
 'internal: counts rows updated by upsert_increment() on partitioned tables; returns its argument';
+
+-- One row as a plain function: what a FROM-less call of the aggregate is
+-- planned as, and callable where an aggregate is not.
+CREATE FUNCTION upsert_increment_call(target regclass, keys jsonb, deltas jsonb,
+									  assign jsonb DEFAULT NULL, on_insert jsonb DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'upsert_increment_call'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_increment_call(regclass, jsonb, jsonb, jsonb, jsonb) IS
+'upsert one row, as upsert_increment() does for a single row, as a plain function';

@@ -83,3 +83,32 @@ SELECT * FROM dropcol;
 SELECT upsert_increment('hits', jsonb_build_object('id', id), '{"views": 1}')
 FROM hits WHERE page = '/about';
 \echo :LAST_ERROR_SQLSTATE
+
+-- A FROM-less call is planned as a plain function call (1.2): the same
+-- result as the aggregate over one row, which a FROM clause keeps.
+CREATE TABLE fast (k int PRIMARY KEY, n int);
+EXPLAIN (COSTS OFF, VERBOSE) SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}');
+EXPLAIN (COSTS OFF, VERBOSE) SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}') FROM (VALUES (1)) v;
+SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}');
+SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}') FROM (VALUES (1)) v;
+SELECT upsert_increment('fast', '{"k": 2}', '{"n": 1}') FROM (VALUES (1)) v;
+SELECT upsert_increment('fast', '{"k": 2}', '{"n": 1}', '{}', '{}');
+-- with parameters (a prepared statement, as drivers send it)
+PREPARE fast_call(regclass, jsonb, jsonb) AS SELECT upsert_increment($1, $2, $3);
+EXECUTE fast_call('fast', '{"k": 3}', '{"n": 5}');
+EXECUTE fast_call('fast', '{"k": 3}', '{"n": 5}');
+DEALLOCATE fast_call;
+-- shapes that stay aggregates: FILTER, two calls
+EXPLAIN (COSTS OFF) SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}') FILTER (WHERE true);
+EXPLAIN (COSTS OFF) SELECT upsert_increment('fast', '{"k": 1}', '{"n": 1}'), upsert_increment('fast', '{"k": 2}', '{"n": 1}');
+-- the plain function, called directly, and in commit mode
+SELECT upsert_increment_call('fast', '{"k": 4}', '{"n": 1}');
+BEGIN;
+SET LOCAL upsert_counter.flush = commit;
+SELECT upsert_increment('fast', '{"k": 4}', '{"n": 1}');
+SELECT upsert_increment_call('fast', '{"k": 4}', '{"n": 1}');
+COMMIT;
+SELECT upsert_increment_call('fast', NULL, '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM fast ORDER BY k;
+DROP TABLE fast;

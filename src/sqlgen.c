@@ -138,19 +138,22 @@ append_arbiter(StringInfo buf, const UcShape *s)
 }
 
 /*
- * The schema upsert_counter is installed in; get_extension_schema() is
- * static before PostgreSQL 16
+ * The schema upsert_counter is installed in (InvalidOid if it is not, with
+ * missing_ok); get_extension_schema() is static before PostgreSQL 16
  */
-static Oid
-extension_schema(void)
+Oid
+uc_extension_schema(bool missing_ok)
 {
-	Oid			extoid = get_extension_oid("upsert_counter", false);
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	Oid			extoid = get_extension_oid("upsert_counter", missing_ok);
+	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			nsp;
 
+	if (!OidIsValid(extoid))
+		return InvalidOid;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(extoid));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
@@ -180,7 +183,7 @@ append_action(StringInfo buf, const UcShape *s)
 		appendStringInfo(buf, "%s%s = ", i > s->rolestart[UC_DELTA] ? ", " : "", col);
 		if (note)
 			appendStringInfo(buf, "%s.upsert_counter_note_update(",
-							 quote_identifier(get_namespace_name(extension_schema())));
+							 quote_identifier(get_namespace_name(uc_extension_schema(false))));
 		if (s->cols[i].role == UC_DELTA)
 			appendStringInfo(buf,
 							 "COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s",

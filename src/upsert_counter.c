@@ -27,6 +27,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "upsert_counter.h"
 
@@ -91,6 +92,7 @@ _PG_init(void)
 #endif
 	uc_cache_init();
 	uc_flush_init();
+	uc_fastpath_init();
 }
 
 /*
@@ -149,7 +151,7 @@ result_jsonb(int64 inserted, int64 updated, int64 deferred)
 			continue;
 		}
 		v.type = jbvNumeric;
-		v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(n)));
+		v.val.numeric = int64_to_numeric(n);
 		pushJsonbValue(&st, WJB_VALUE, &v);
 	}
 
@@ -264,6 +266,32 @@ upsert_increment_finalfn(PG_FUNCTION_ARGS)
 	if (state->deferred)
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, state->nrows));
 	uc_batch_flush(state->batch, &inserted, &updated);
+	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
+}
+
+/*
+ * upsert_increment_call(target, keys, deltas, assign, on_insert): one row,
+ * as a plain function.  What a FROM-less call of the aggregate is planned
+ * as (fastpath.c), and callable directly: the same result as the aggregate
+ * over one row, in either flush mode.
+ */
+PG_FUNCTION_INFO_V1(upsert_increment_call);
+Datum
+upsert_increment_call(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *objs[UC_NROLES];
+	Oid			relid = get_call_args(fcinfo, 0, objs);
+	UcArgs		args = {0};
+	int64		inserted = 0;
+	int64		updated = 0;
+
+	if (uc_flush_mode == UC_FLUSH_COMMIT)
+	{
+		uc_defer_row(relid, objs);
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, 1));
+	}
+	uc_args_read(&args, relid, objs);
+	uc_upsert_one(&args, UC_FORM_SINGLE, NULL, &inserted, &updated);
 	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
 

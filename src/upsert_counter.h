@@ -20,6 +20,8 @@
  *	cache.c		the per-backend cache of shapes and their SPI plans: the
  *				one acquire/release pair, invalidation, eviction
  *	sqlgen.c	the text of the generated statements
+ *	fastpath.c	the planner hook that runs a FROM-less call of the
+ *				aggregate as a plain function call
  *	execute.c	running the plans, one row or sorted chunks of a batch,
  *				and counting what they did
  *	batch.c		the aggregate's state: merging rows with equal keys and
@@ -222,6 +224,7 @@ extern void uc_cache_reset(void);
 extern Datum uc_cache_report(FunctionCallInfo fcinfo);
 
 /* sqlgen.c */
+extern Oid	uc_extension_schema(bool missing_ok);
 extern char *uc_sql_build(const UcShape *shape, UcForm form, Oid *argtypes,
 						  int *nargs);
 
@@ -243,6 +246,9 @@ extern void uc_batch_merge(UcBatchState *dst, UcBatchState *src);
 extern void uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs);
 extern void uc_batch_flush(UcBatchState *state, int64 *inserted,
 						   int64 *updated);
+
+/* fastpath.c */
+extern void uc_fastpath_init(void);
 
 /* flush.c */
 extern void uc_flush_init(void);
