@@ -22,6 +22,7 @@
 #include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -124,7 +125,7 @@ get_call_args(FunctionCallInfo fcinfo, int first, Jsonb **objs)
 
 /* {"inserted": n, "updated": m}, or in commit mode {..: null, "deferred": n} */
 static Jsonb *
-result_jsonb(int64 inserted, int64 updated, int64 deferred)
+build_result(int64 inserted, int64 updated, int64 deferred)
 {
 	JsonbParseState *st = NULL;
 	JsonbValue	k;
@@ -156,6 +157,32 @@ result_jsonb(int64 inserted, int64 updated, int64 deferred)
 	}
 
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * The result of a call.  The results of a single-row call (one insert, one
+ * update, one deferred row) are built once per backend and copied.
+ */
+static Jsonb *
+result_jsonb(int64 inserted, int64 updated, int64 deferred)
+{
+	static Jsonb *common[3];
+	int			which = deferred == 1 && inserted == 0 && updated == 0 ? 2 :
+		deferred < 0 && inserted + updated == 1 ? (inserted == 1 ? 0 : 1) : -1;
+	Jsonb	   *copy;
+
+	if (which < 0)
+		return build_result(inserted, updated, deferred);
+	if (common[which] == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		common[which] = build_result(inserted, updated, deferred);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	copy = palloc(VARSIZE(common[which]));
+	memcpy(copy, common[which], VARSIZE(common[which]));
+	return copy;
 }
 
 typedef struct AggrefCount
