@@ -156,6 +156,13 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 		nulls[i] = isnull ? 'n' : ' ';
 	}
 
+	/* the update path without the executor, where it is the same */
+	if (form == UC_FORM_SINGLE && uc_fast_update(entry, values, nulls))
+	{
+		*updated += 1;
+		return;
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 

@@ -145,6 +145,7 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 	col->role = role;
 	col->typid = att->atttypid;
 	col->typmod = att->atttypmod;
+	col->notnull = att->attnotnull;
 	ReleaseSysCache(atttup);
 
 	col->basetypid = getBaseType(col->typid);
@@ -336,6 +337,7 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 		shape->keyopfamily = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
 		shape->keycollation = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
 		shape->keyopclass = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
+		shape->keyeqproc = MemoryContextAlloc(cxt, nkeys * sizeof(RegProcedure));
 		for (int k = 0; k < nkeys; k++)
 		{
 			SortSupport ssup = &shape->keysort[k];
@@ -344,6 +346,17 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 			shape->keyopfamily[k] = irel->rd_opfamily[k];
 			shape->keycollation[k] = irel->rd_indcollation[k];
 			shape->keyopclass[k] = index_opclass(irel, k);
+			{
+				Oid			eqop = get_opfamily_member(irel->rd_opfamily[k],
+													   irel->rd_opcintype[k],
+													   irel->rd_opcintype[k],
+													   BTEqualStrategyNumber);
+
+				if (!OidIsValid(eqop))
+					elog(ERROR, "missing equality operator for opfamily %u",
+						 irel->rd_opfamily[k]);
+				shape->keyeqproc[k] = get_opcode(eqop);
+			}
 			shape->keyorder[k] = -1;
 			for (int i = shape->rolestart[UC_KEY]; i < shape->rolestart[UC_KEY] + shape->nrole[UC_KEY]; i++)
 				if (shape->cols[i].attnum == idx->indkey.values[k])
@@ -568,6 +581,17 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	 * tables refuse system columns in RETURNING (see sqlgen.c).
 	 */
 	shape->count_by_xmax = (rel->rd_rel->relkind == RELKIND_RELATION);
+
+	/* the lock ON CONFLICT DO UPDATE takes (ExecUpdateLockMode()) */
+	{
+		Bitmapset  *keyattrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_KEY);
+
+		for (int c = shape->rolestart[UC_DELTA]; c < shape->rolestart[UC_ON_INSERT]; c++)
+			if (bms_is_member(shape->cols[c].attnum - FirstLowInvalidHeapAttributeNumber,
+							  keyattrs))
+				shape->updates_key_columns = true;
+	}
+	uc_fast_update_decide(rel, shape, cxt);
 
 	relation_close(rel, NoLock);
 	return shape;

@@ -79,6 +79,13 @@ _PG_init(void)
 							 UC_FLUSH_STATEMENT, uc_flush_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("upsert_counter.fast_update",
+							 "Updates an existing counter row of a single-row call without the executor, where that is exactly what the statement would do.",
+							 "See the README for the conditions. Off runs every call through the cached INSERT ... ON CONFLICT plan.",
+							 &uc_fast_update_enabled,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upsert_counter.flush_limit",
 							"Distinct keys the commit-mode buffer holds before it is written early.",
 							"Writing early takes the row locks then, not at commit.",

@@ -22,6 +22,8 @@
  *	sqlgen.c	the text of the generated statements
  *	fastpath.c	the planner hook that runs a FROM-less call of the
  *				aggregate as a plain function call
+ *	fastupdate.c	the update path of a single-row call without the
+ *				executor, where it is exactly what the statement does
  *	execute.c	running the plans, one row or sorted chunks of a batch,
  *				and counting what they did
  *	batch.c		the aggregate's state: merging rows with equal keys and
@@ -44,6 +46,7 @@
 #include "fmgr.h"
 #include "lib/ilist.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 
@@ -109,6 +112,7 @@ typedef struct UcColumn
 	char		typalign;
 	Oid			ioparam;
 	FmgrInfo	inputfn;
+	bool		notnull;		/* attnotnull */
 } UcColumn;
 
 /*
@@ -135,9 +139,16 @@ typedef struct UcShape
 	Oid		   *keyopfamily;	/* per arbiter key column, index order */
 	Oid		   *keycollation;
 	Oid		   *keyopclass;
+	RegProcedure *keyeqproc;	/* the arbiter's equality, per key column */
 	SortSupportData *keysort;
 	bool		batchable;		/* every column has an array type */
 	bool		count_by_xmax;	/* RETURNING xmax = 0 tells inserts apart */
+	bool		fast_update;	/* the update path may go direct (fastupdate.c) */
+	bool		fk_triggers;	/* ... but foreign key checks exist */
+	bool		updates_key_columns;	/* a SET column is in a key (lock mode) */
+	int			ndefaults;		/* unnamed columns with a default ... */
+	AttrNumber *defattnum;
+	Expr	  **defexpr;		/* ... and its expression (fastupdate.c) */
 } UcShape;
 
 /*
@@ -160,6 +171,10 @@ typedef struct UcCacheEntry
 	int			running;		/* executions of its plans under way */
 	SPIPlanPtr	plans[UC_NFORMS];
 	uint64		calls[UC_NFORMS];
+	List	   *perm_rtable;	/* the single form's range table, for its
+								 * privilege check on the direct path */
+	Index		perm_rti;		/* the target's index in it */
+	uint64		fast_calls;		/* updates done on the direct path */
 	dlist_node	node;			/* LRU list, or the list of entries to free */
 } UcCacheEntry;
 
@@ -183,6 +198,7 @@ extern int	uc_cache_size;
 extern int	uc_batch_size;
 extern int	uc_flush_mode;
 extern int	uc_flush_limit;
+extern bool uc_fast_update_enabled;
 
 /* args.c */
 extern void uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs);
@@ -246,6 +262,12 @@ extern void uc_batch_merge(UcBatchState *dst, UcBatchState *src);
 extern void uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs);
 extern void uc_batch_flush(UcBatchState *state, int64 *inserted,
 						   int64 *updated);
+
+/* fastupdate.c */
+extern void uc_fast_update_decide(Relation rel, UcShape *shape,
+								  MemoryContext cxt);
+extern bool uc_fast_update(UcCacheEntry *entry, const Datum *values,
+						   const char *nulls);
 
 /* fastpath.c */
 extern void uc_fastpath_init(void);
