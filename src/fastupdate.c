@@ -64,6 +64,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/bitmapset.h"
+#include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -163,9 +164,10 @@ uc_fast_update_decide(Relation rel, UcShape *shape, MemoryContext cxt)
 				return;
 			continue;
 		}
+		/* planned once, as ExecPrepareExpr() would plan it on every call */
 		shape->defattnum[shape->ndefaults] = att->attnum;
 		oldcxt = MemoryContextSwitchTo(cxt);
-		shape->defexpr[shape->ndefaults] = copyObject((Expr *) def);
+		shape->defexpr[shape->ndefaults] = expression_planner((Expr *) def);
 		MemoryContextSwitchTo(oldcxt);
 		shape->ndefaults++;
 	}
@@ -239,8 +241,14 @@ check_proposed_row(const UcShape *shape, ResultRelInfo *rri, EState *estate,
 	}
 	for (int d = 0; d < shape->ndefaults; d++)
 	{
-		ExprState  *es = ExecPrepareExpr(shape->defexpr[d], estate);
 		int			a = shape->defattnum[d] - 1;
+		MemoryContext oldcxt;
+		ExprState  *es;
+
+		/* in the estate's memory, as ExecPrepareExpr() would */
+		oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+		es = ExecInitExpr(shape->defexpr[d], NULL);
+		MemoryContextSwitchTo(oldcxt);
 
 		slot->tts_values[a] = ExecEvalExprSwitchContext(es, econtext,
 														&slot->tts_isnull[a]);
