@@ -204,6 +204,12 @@ DJANGO_RESULT=$(
 	uc_as_postgres /usr/bin/python3 "$work/python/tests/bench_django.py" 2>&1 | tail -4
 ) || DJANGO_RESULT="(the Django benchmark failed)"
 
+# Instructions per statement (callgrind, deterministic), on a cluster of
+# its own, after the throughput runs so it does not disturb them
+uc_stop_cluster
+CALLGRIND=$(CALLGRIND_OUT="$work/callgrind.md" bash "$UC_REPO/bench/callgrind.sh" 2>/dev/null |
+	grep -E '^(\||Command)') || CALLGRIND="(the callgrind run failed)"
+
 # ---- report ----
 {
 	echo "# upsert_counter benchmark, $stamp"
@@ -217,6 +223,12 @@ DJANGO_RESULT=$(
 	echo "Table: the wagtail-ab-testing hourly log, UNIQUE (ab_test_id, version, date, hour), pre-filled with the 240,000 keys (every call takes the update path)."
 	echo "Keys: spread = 240,000 keys at random; hot = 4 keys."
 	echo "Every run checks that the counters grew by exactly the number of transactions pgbench completed."
+	echo
+	echo "## Instructions per statement (callgrind)"
+	echo
+	echo "One statement in a single-user backend, update path, start-up cancelled out (bench/callgrind.sh): deterministic, unlike the tps figures below."
+	echo
+	printf '%s\n' "$CALLGRIND"
 	echo
 	for sync in off on; do
 		echo "## synchronous_commit = $sync"
@@ -255,6 +267,12 @@ DJANGO_RESULT=$(
 	target() { # label value threshold
 		printf '| %s | %s | %s |\n' "$1" "$2" "$(awk -v v="$2" -v t="$3" 'BEGIN { print (v != "n/a" && v + 0 >= t) ? "met" : "**not met**" }')"
 	}
+	cg() { printf '%s\n' "$CALLGRIND" | awk -F'|' -v w="$1" '$2 ~ "^ *" w " *$" { gsub(/ /, "", $3); print $3 }'; }
+	if [ -n "$(cg raw)" ] && [ -n "$(cg ours)" ] && [ -n "$(cg plpgsql)" ]; then
+		# as "higher is better" ratios: raw / ours >= 1 / 0.70, plpgsql / ours >= 1
+		target "instructions: ours <= 0.70x raw (raw / ours)" "$(ratio "$(cg raw)" "$(cg ours)")" 1.4286
+		target "instructions: ours <= PL/pgSQL wrapper (PL/pgSQL / ours)" "$(ratio "$(cg plpgsql)" "$(cg ours)")" 1
+	fi
 	for c in 1 8; do
 		for keyset in spread hot; do
 			k="off,$c,$keyset"
