@@ -209,6 +209,8 @@ DJANGO_RESULT=$(
 uc_stop_cluster
 CALLGRIND=$(CALLGRIND_OUT="$work/callgrind.md" bash "$UC_REPO/bench/callgrind.sh" 2>/dev/null |
 	grep -E '^(\||Command)') || CALLGRIND="(the callgrind run failed)"
+CPU_SPLIT=$(CPU_SPLIT_OUT="$work/cpu_split.md" bash "$UC_REPO/bench/cpu_split.sh" 2>/dev/null |
+	grep -E '^(\||Command)') || CPU_SPLIT="(the CPU split run failed)"
 
 # ---- report ----
 {
@@ -229,6 +231,12 @@ CALLGRIND=$(CALLGRIND_OUT="$work/callgrind.md" bash "$UC_REPO/bench/callgrind.sh
 	echo "One statement in a single-user backend, update path, start-up cancelled out (bench/callgrind.sh): deterministic, unlike the tps figures below."
 	echo
 	printf '%s\n' "$CALLGRIND"
+	echo
+	echo "## Where one client's time goes"
+	echo
+	echo "One client, simple protocol: the backend's user time follows the instruction counts; its system time (the socket), the client's time and the waits between them are the same for every statement (bench/README.md)."
+	echo
+	printf '%s\n' "$CPU_SPLIT"
 	echo
 	for sync in off on; do
 		echo "## synchronous_commit = $sync"
