@@ -18,7 +18,11 @@ from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 
 django.setup()
-print("Django %s, psycopg2 %s" % (django.get_version(), __import__("psycopg2").__version__))
+try:
+    import psycopg2 as driver  # noqa: E402
+except ImportError:  # psycopg 3
+    import psycopg as driver  # noqa: E402
+print("Django %s, %s %s" % (django.get_version(), driver.__name__, driver.__version__))
 runner = get_runner(settings)(verbosity=2, interactive=False)
 failures = runner.run_tests(["test_upsert"])
 sys.exit(1 if failures else 0)

@@ -138,8 +138,9 @@ class Batches(Base):
         rows = [(self.keys(hour=h % 3), {"participants": 1}) for h in range(30)]
         rows += [(self.keys(hour=0), {"conversions": 2})]
         summary = upsert_increment_many(AbTestHourlyLog, rows)
-        # two shapes (participants / conversions) in one statement
-        self.assertEqual(summary, {"inserted": 3, "updated": 1, "chunks": 1})
+        # two shapes (participants / conversions) in one statement; the
+        # summary counts distinct keys: three created, none existed before
+        self.assertEqual(summary, {"inserted": 3, "updated": 0, "chunks": 1})
         self.assertEqual([(r.hour, r.participants, r.conversions)
                           for r in AbTestHourlyLog.objects.order_by("hour")],
                          [(0, 10, 2), (1, 10, 0), (2, 10, 0)])
@@ -159,16 +160,48 @@ class Batches(Base):
                 yield {"ab_test_id": self.test.pk, "version": "control", "date": DAY, "hour": i % 24}, \
                       {"participants": 1}
         summary = upsert_increment_many(AbTestHourlyLog, gen(), chunk_size=1000)
-        self.assertEqual(summary["chunks"], 12)
-        self.assertEqual(summary["inserted"], 24)
-        self.assertEqual(summary["inserted"] + summary["updated"], 12 * 24)
+        # every key is in all 12 chunks; each counts once
+        self.assertEqual(summary, {"inserted": 24, "updated": 0, "chunks": 12})
         self.assertEqual(sum(AbTestHourlyLog.objects.values_list("participants", flat=True)), 12000)
+        summary = upsert_increment_many(AbTestHourlyLog, gen(), chunk_size=1000)
+        self.assertEqual(summary, {"inserted": 0, "updated": 24, "chunks": 12})
+        self.assertEqual(sum(AbTestHourlyLog.objects.values_list("participants", flat=True)), 24000)
 
     def test_many_empty(self):
         self.assertEqual(upsert_increment_many(AbTestHourlyLog, []), {"inserted": 0, "updated": 0, "chunks": 0})
 
 
+class CommitMode(Base):
+    """upsert_counter.flush = commit: rows are buffered and written at
+    commit, so the helpers cannot say yet what was created."""
+
+    def test_single_and_many_in_commit_mode(self):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL upsert_counter.flush = commit")
+            self.assertIsNone(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+            rows = [(self.keys(hour=h % 2), {"participants": 1}) for h in range(10)]
+            summary = upsert_increment_many(AbTestHourlyLog, rows, chunk_size=4)
+            self.assertEqual(summary, {"inserted": None, "updated": None, "deferred": 10, "chunks": 3})
+            self.assertEqual(AbTestHourlyLog.objects.count(), 0)
+        self.assertEqual(sorted((r.hour, r.participants) for r in AbTestHourlyLog.objects.all()),
+                         [(0, 5), (1, 5), (13, 1)])
+
+
 class Errors(Base):
+    def test_fractional_deltas_are_refused_before_any_sql(self):
+        for delta in (1.5, 0.9, -0.5, decimal.Decimal("1.7"), float("nan")):
+            with CaptureQueriesContext(connection) as queries:
+                with self.assertRaises(ValueError):
+                    upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": delta})
+                with self.assertRaises(ValueError):
+                    upsert_increment_many(AbTestHourlyLog, [(self.keys(), {"participants": delta})])
+            self.assertEqual(len(queries), 0)
+        # whole numbers in any numeric type are fine
+        upsert_increment(AbTestHourlyLog, keys=self.keys(),
+                         deltas={"participants": 2.0, "conversions": decimal.Decimal("3")})
+        self.assertEqual((self.log().participants, self.log().conversions), (2, 3))
+
     def test_unknown_field_raises_before_any_sql(self):
         with CaptureQueriesContext(connection) as queries:
             with self.assertRaises(FieldDoesNotExist):

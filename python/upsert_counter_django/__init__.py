@@ -52,7 +52,7 @@ __all__ = [
     "FieldDoesNotExist",
 ]
 
-__version__ = "1.0.0"
+__version__ = "1.2.0"
 
 DEFAULT_CHUNK_SIZE = 1000
 
@@ -132,8 +132,12 @@ class _Shape:
                 % (self.meta.object_name, name))
         return field
 
-    def prepare(self, field, value, name):
-        """Django's database value for one field, as JSON text."""
+    def prepare(self, field, value, name, role=None):
+        """Django's database value for one field, as JSON text.  A delta
+        for an integer field must be whole: Django's own preparation would
+        truncate 1.5 to 1, and a counter must never be rounded silently."""
+        if role == "deltas":
+            _check_whole_delta(field, value, name)
         if field.is_relation:
             # an instance, or (through the attname or the field name) its id
             if isinstance(value, field.related_model):
@@ -165,7 +169,7 @@ class _Shape:
                                  % (role, field.column, columns[field.column], name))
             columns[field.column] = name
             seen.add(field.column)
-            pairs.append((field.column, self.prepare(field, value, name)))
+            pairs.append((field.column, self.prepare(field, value, name, role)))
         return pairs
 
     def implicit(self, seen):
@@ -229,6 +233,20 @@ class _Shape:
         return self.model.from_db(db, names, values)
 
 
+_INTEGER_FIELDS = {"IntegerField", "BigIntegerField", "SmallIntegerField",
+                   "PositiveIntegerField", "PositiveBigIntegerField",
+                   "PositiveSmallIntegerField"}
+
+
+def _check_whole_delta(field, value, name):
+    if field.get_internal_type() not in _INTEGER_FIELDS or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, (float, decimal.Decimal)):
+        if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+            raise ValueError("delta for integer field %r must be a whole number; got %r"
+                             % (name, value))
+
+
 def settings_use_tz():
     from django.conf import settings
     return getattr(settings, "USE_TZ", False)
@@ -253,7 +271,9 @@ def _one_call(model, keys, deltas, assign, on_insert, using):
 
 def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, using=None):
     """Add ``deltas`` to the row of ``model`` with these ``keys``, creating it
-    if needed; returns True if the row was created.
+    if needed; returns True if the row was created, False if it existed, and
+    None if the row was buffered for the commit (``upsert_counter.flush =
+    commit``: whether it is created is known only then).
 
     ``assign`` values are written on insert and update, ``on_insert`` values
     only on insert.  One SQL statement; the row lock is held until the
@@ -262,10 +282,12 @@ def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, usin
     db, connection, shape, args = _one_call(model, keys, deltas, assign, on_insert, using)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (upsert_increment(%s::regclass, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)"
-            " ->> 'inserted')::int = 1",
+            "SELECT upsert_increment(%s::regclass, %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)::text",
             [shape.table, *args])
-        return cursor.fetchone()[0]
+        result = json.loads(cursor.fetchone()[0])
+    if result.get("inserted") is None:
+        return None
+    return result["inserted"] == 1
 
 
 def upsert_increment_returning(model, keys, deltas=None, assign=None, on_insert=None,
@@ -313,15 +335,19 @@ def upsert_increment_many(model, rows, using=None, chunk_size=DEFAULT_CHUNK_SIZE
     such batches whose chunks meet the same keys in different orders can
     deadlock: sort ``rows`` by key, or use one chunk, if that can happen.
 
-    Returns ``{"inserted": n, "updated": m, "chunks": c}``, summed over
-    chunks (a key that appears in two chunks counts in both).
+    Returns ``{"inserted": n, "updated": m, "chunks": c}``: the distinct
+    keys created and the distinct keys that existed, over all chunks (a key
+    in two chunks counts once).  In commit mode (``upsert_counter.flush =
+    commit``) nothing is written yet: ``inserted`` and ``updated`` are None
+    and ``deferred`` counts the rows buffered.
     """
     db = _db(model, using)
     connection = connections[db]
     shape = _Shape(model, connection)
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    total = {"inserted": 0, "updated": 0, "chunks": 0}
+    inserted, deferred, chunks = 0, 0, 0
+    keys_seen = set()           # distinct keys, as their JSON text
     it = _rows(rows)
     with connection.cursor() as cursor:
         while True:
@@ -329,13 +355,19 @@ def upsert_increment_many(model, rows, using=None, chunk_size=DEFAULT_CHUNK_SIZE
             if not chunk:
                 break
             encoded = [shape.call_args(*row) for row in chunk]
+            keys_seen.update(e[0] for e in encoded)
             cursor.execute(
                 "SELECT upsert_increment(%s::regclass, k, d, a, o ORDER BY ord)::text"
                 " FROM unnest(%s::text[]::jsonb[], %s::text[]::jsonb[],"
                 " %s::text[]::jsonb[], %s::text[]::jsonb[]) WITH ORDINALITY AS r(k, d, a, o, ord)",
                 [shape.table] + [list(col) for col in zip(*encoded)])
             result = json.loads(cursor.fetchone()[0])
-            total["inserted"] += result["inserted"]
-            total["updated"] += result["updated"]
-            total["chunks"] += 1
-    return total
+            chunks += 1
+            if result.get("inserted") is None:
+                deferred += result.get("deferred") or 0
+            else:
+                inserted += result["inserted"]
+    if deferred:
+        return {"inserted": None, "updated": None, "deferred": deferred, "chunks": chunks}
+    # a key is inserted at most once; every other distinct key existed
+    return {"inserted": inserted, "updated": len(keys_seen) - inserted, "chunks": chunks}
