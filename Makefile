@@ -21,6 +21,7 @@ OBJS = \
 	src/fastpath.o \
 	src/fastupdate.o \
 	src/execute.o \
+	src/rows.o \
 	src/batch.o \
 	src/flush.o
 
@@ -29,7 +30,7 @@ DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1-
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache \
-	partitioned security hostile plpgsql wagtail flush safety fastupdate
+	partitioned security hostile plpgsql wagtail flush safety fastupdate rows
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \
 	commit_privileges fast_update

@@ -20,3 +20,60 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION upsert_increment_call(regclass, jsonb, jsonb, jsonb, jsonb) IS
 'upsert one row, as upsert_increment() does for a single row, as a plain function';
+
+-- The typed batch input: rows as records whose field names are column
+-- names; deltas, assign and on_insert name the fields that play those
+-- roles, every other field is a key.  No JSON per row.
+CREATE FUNCTION upsert_increment_rows_transfn(internal, regclass, record, text[])
+RETURNS internal
+AS 'MODULE_PATHNAME', 'upsert_increment_rows_transfn'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION upsert_increment_rows_transfn(internal, regclass, record, text[], text[])
+RETURNS internal
+AS 'MODULE_PATHNAME', 'upsert_increment_rows_transfn'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION upsert_increment_rows_transfn(internal, regclass, record, text[], text[], text[])
+RETURNS internal
+AS 'MODULE_PATHNAME', 'upsert_increment_rows_transfn'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE AGGREGATE upsert_increment_rows(target regclass, "row" record, deltas text[]) (
+	SFUNC = upsert_increment_rows_transfn,
+	STYPE = internal,
+	FINALFUNC = upsert_increment_finalfn,
+	FINALFUNC_MODIFY = READ_WRITE,
+	PARALLEL = UNSAFE
+);
+
+CREATE AGGREGATE upsert_increment_rows(target regclass, "row" record, deltas text[],
+									   assign text[]) (
+	SFUNC = upsert_increment_rows_transfn,
+	STYPE = internal,
+	FINALFUNC = upsert_increment_finalfn,
+	FINALFUNC_MODIFY = READ_WRITE,
+	PARALLEL = UNSAFE
+);
+
+CREATE AGGREGATE upsert_increment_rows(target regclass, "row" record, deltas text[],
+									   assign text[], on_insert text[]) (
+	SFUNC = upsert_increment_rows_transfn,
+	STYPE = internal,
+	FINALFUNC = upsert_increment_finalfn,
+	FINALFUNC_MODIFY = READ_WRITE,
+	PARALLEL = UNSAFE
+);
+
+-- as for upsert_increment(): two identical calls in one query are two writes
+UPDATE pg_catalog.pg_proc SET provolatile = 'v'
+WHERE oid IN ('@extschema@.upsert_increment_rows(pg_catalog.regclass, pg_catalog.record, pg_catalog.text[])'::pg_catalog.regprocedure,
+			  '@extschema@.upsert_increment_rows(pg_catalog.regclass, pg_catalog.record, pg_catalog.text[], pg_catalog.text[])'::pg_catalog.regprocedure,
+			  '@extschema@.upsert_increment_rows(pg_catalog.regclass, pg_catalog.record, pg_catalog.text[], pg_catalog.text[], pg_catalog.text[])'::pg_catalog.regprocedure);
+
+COMMENT ON AGGREGATE upsert_increment_rows(regclass, record, text[]) IS
+'upsert a batch given as rows whose field names are column names: the fields named in deltas are added, every other field is a key';
+COMMENT ON AGGREGATE upsert_increment_rows(regclass, record, text[], text[]) IS
+'as upsert_increment_rows(target, row, deltas), the fields named in assign written on insert and update';
+COMMENT ON AGGREGATE upsert_increment_rows(regclass, record, text[], text[], text[]) IS
+'as upsert_increment_rows(target, row, deltas, assign), the fields named in on_insert written when the row is created';

@@ -49,9 +49,6 @@ jsonb_kind_name(Jsonb *jb)
 void
 uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 {
-	int			keylen = 0;
-	char	   *p;
-
 	args->relid = relid;
 	args->ncols = 0;
 
@@ -105,7 +102,6 @@ uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 			{
 				args->names[args->ncols] = v.val.string.val;
 				args->namelens[args->ncols] = v.val.string.len;
-				keylen += v.val.string.len + 2;
 			}
 			else if (tok == WJB_VALUE)
 			{
@@ -115,11 +111,24 @@ uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs)
 		}
 	}
 
-	/*
-	 * The key: for each column its role (1 to 4), its name and a NUL.  Names
-	 * cannot contain NUL (neither jsonb strings nor identifiers can), so the
-	 * key spells out the roles and names unambiguously.
-	 */
+	uc_args_set_key(args, relid);
+}
+
+/*
+ * The cache key of a call whose names and roles are set: for each column
+ * its role (1 to 4), its name and a NUL.  Names cannot contain NUL
+ * (neither jsonb strings nor identifiers can), so the key spells out the
+ * roles and names unambiguously.
+ */
+void
+uc_args_set_key(UcArgs *args, Oid relid)
+{
+	int			keylen = 0;
+	char	   *p;
+
+	args->relid = relid;
+	for (int i = 0; i < args->ncols; i++)
+		keylen += args->namelens[i] + 2;
 	args->namekey = p = palloc(Max(keylen, 1));
 	for (int r = 0, i = 0; r < UC_NROLES; r++)
 	{

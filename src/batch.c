@@ -342,6 +342,31 @@ add_row(UcBatchState *state, Oid relid, Jsonb *const *objs)
 	insert_row(state, g, &tmp);
 }
 
+/*
+ * Add one row whose values convert() fills in, column by column of the
+ * call's shape, once its group (and so its shape) is known.
+ */
+void
+uc_batch_add_with(UcBatchState *state, const UcArgs *args, UcConvertFn convert,
+				  void *arg)
+{
+	UcGroup    *g;
+	UcRowNode	tmp;
+
+	if (state->flushed)
+		elog(ERROR, "upsert_increment() state was already written");
+	if (state->holding)
+	{
+		state->holding = false;
+		add_row(state, state->held_relid, state->held);
+	}
+	g = find_group(state, args);
+	tmp.values = palloc(Max(g->shape->ncols, 1) * (sizeof(Datum) + sizeof(bool)));
+	tmp.nulls = (bool *) (tmp.values + g->shape->ncols);
+	convert(g->shape, arg, tmp.values, tmp.nulls);
+	insert_row(state, g, &tmp);
+}
+
 static Jsonb *
 copy_jsonb(MemoryContext cxt, Jsonb *jb)
 {

@@ -247,15 +247,12 @@ uc_flush_pending(int64 *inserted, int64 *updated)
 }
 
 /*
- * upsert_increment() in commit mode: buffer one input row.  Flushes early
- * when the buffer passes upsert_counter.flush_limit distinct keys.
+ * What every buffered row is checked for before anything is locked;
+ * returns the user and security context the row will be written under.
  */
-void
-uc_defer_row(Oid relid, Jsonb *const *objs)
+static void
+defer_checks(Oid relid, Oid *userid, int *secctx)
 {
-	Oid			userid;
-	int			secctx;
-
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -267,14 +264,18 @@ uc_defer_row(Oid relid, Jsonb *const *objs)
 		PreventCommandIfReadOnly("upsert_increment()");
 
 	/* no lock on a table the caller may not insert into */
-	GetUserIdAndSecContext(&userid, &secctx);
-	if (pg_class_aclcheck(relid, userid, ACL_INSERT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(relid, userid, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
+	GetUserIdAndSecContext(userid, secctx);
+	if (pg_class_aclcheck(relid, *userid, ACL_INSERT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, *userid, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV,
 					   get_relkind_objtype(get_rel_relkind(relid)),
 					   get_rel_name(relid));
+}
 
-	uc_batch_add_jsonb(current_buffer(userid, secctx), relid, objs);
+/* Past upsert_counter.flush_limit distinct keys, write early */
+static void
+check_limit(void)
+{
 	if (pending_keys() > uc_flush_limit)
 	{
 		int64		inserted = 0;
@@ -282,6 +283,34 @@ uc_defer_row(Oid relid, Jsonb *const *objs)
 
 		flush_pending(false, &inserted, &updated);
 	}
+}
+
+/*
+ * upsert_increment() in commit mode: buffer one input row.  Flushes early
+ * when the buffer passes upsert_counter.flush_limit distinct keys.
+ */
+void
+uc_defer_row(Oid relid, Jsonb *const *objs)
+{
+	Oid			userid;
+	int			secctx;
+
+	defer_checks(relid, &userid, &secctx);
+	uc_batch_add_jsonb(current_buffer(userid, secctx), relid, objs);
+	check_limit();
+}
+
+/* upsert_increment_rows() in commit mode: buffer one input row */
+void
+uc_defer_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
+				UcRowMap **mapp, MemoryContext cxt)
+{
+	Oid			userid;
+	int			secctx;
+
+	defer_checks(relid, &userid, &secctx);
+	uc_rows_add(current_buffer(userid, secctx), relid, td, roles, mapp, cxt);
+	check_limit();
 }
 
 static void

@@ -82,35 +82,31 @@ append_column_list(StringInfo buf, const UcShape *s, int from, int n)
 	}
 }
 
-/* " COLLATE "schema"."name"" */
+/*
+ * prefix and the schema-qualified, quoted name of a collation (COLLOID) or
+ * an operator class (CLAOID)
+ */
 static void
-append_collation(StringInfo buf, Oid collid)
+append_qualified_name(StringInfo buf, const char *prefix, int cacheid, Oid oid)
 {
-	HeapTuple	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
-	Form_pg_collation coll;
+	HeapTuple	tup = SearchSysCache1(cacheid, ObjectIdGetDatum(oid));
+	Oid			nsp;
+	const char *name;
 
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for collation %u", collid);
-	coll = (Form_pg_collation) GETSTRUCT(tup);
-	appendStringInfo(buf, " COLLATE %s",
-					 quote_qualified_identifier(get_namespace_name(coll->collnamespace),
-												NameStr(coll->collname)));
-	ReleaseSysCache(tup);
-}
-
-/* " "schema"."opclass"" */
-static void
-append_opclass(StringInfo buf, Oid opclass)
-{
-	HeapTuple	tup = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclass));
-	Form_pg_opclass opc;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for operator class %u", opclass);
-	opc = (Form_pg_opclass) GETSTRUCT(tup);
-	appendStringInfo(buf, " %s",
-					 quote_qualified_identifier(get_namespace_name(opc->opcnamespace),
-												NameStr(opc->opcname)));
+		elog(ERROR, "cache lookup failed for object %u of syscache %d", oid, cacheid);
+	if (cacheid == COLLOID)
+	{
+		nsp = ((Form_pg_collation) GETSTRUCT(tup))->collnamespace;
+		name = NameStr(((Form_pg_collation) GETSTRUCT(tup))->collname);
+	}
+	else
+	{
+		nsp = ((Form_pg_opclass) GETSTRUCT(tup))->opcnamespace;
+		name = NameStr(((Form_pg_opclass) GETSTRUCT(tup))->opcname);
+	}
+	appendStringInfo(buf, "%s%s", prefix,
+					 quote_qualified_identifier(get_namespace_name(nsp), name));
 	ReleaseSysCache(tup);
 }
 
@@ -131,8 +127,8 @@ append_arbiter(StringInfo buf, const UcShape *s)
 			appendStringInfoString(buf, ", ");
 		appendStringInfoString(buf, quote_identifier(s->cols[s->keyorder[k]].name));
 		if (OidIsValid(s->keycollation[k]))
-			append_collation(buf, s->keycollation[k]);
-		append_opclass(buf, s->keyopclass[k]);
+			append_qualified_name(buf, " COLLATE ", COLLOID, s->keycollation[k]);
+		append_qualified_name(buf, " ", CLAOID, s->keyopclass[k]);
 	}
 	appendStringInfoChar(buf, ')');
 }
@@ -227,7 +223,7 @@ append_lookup(StringInfo buf, const UcShape *s, Oid *argtypes)
 		initStringInfo(&left);
 		appendStringInfo(&left, "t.%s", quote_identifier(col->name));
 		if (OidIsValid(s->keycollation[k]))
-			append_collation(&left, s->keycollation[k]);
+			append_qualified_name(&left, " COLLATE ", COLLOID, s->keycollation[k]);
 		snprintf(right, sizeof(right), "$%d", i + 1);
 		if (k > 0)
 			appendStringInfoString(buf, " AND ");

@@ -40,6 +40,7 @@ typedef struct UcAggState
 	bool		deferred;		/* commit mode: rows went to the buffer */
 	int64		nrows;			/* rows buffered, in commit mode */
 	UcBatchState *batch;		/* statement mode */
+	UcRowMap   *rowmap;			/* upsert_increment_rows(): the row mapping */
 } UcAggState;
 
 int			uc_cache_size = 1000;
@@ -284,6 +285,58 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 	}
 	else
 		uc_batch_add_jsonb(state->batch, relid, objs);
+	PG_RETURN_POINTER(state);
+}
+
+/*
+ * upsert_increment_rows(target, row, deltas [, assign [, on_insert]]): the
+ * typed aggregate's transition function (rows.c).
+ */
+PG_FUNCTION_INFO_V1(upsert_increment_rows_transfn);
+Datum
+upsert_increment_rows_transfn(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	UcAggState *state;
+	ArrayType  *roles[UC_NROLES] = {NULL};
+	Oid			relid;
+	HeapTupleHeader td;
+
+	if (AggCheckCallContext(fcinfo, &aggcxt) != AGG_CONTEXT_AGGREGATE)
+		elog(ERROR, "upsert_increment_rows_transfn called in non-aggregate context");
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" of upsert_increment_rows() must not be null",
+						PG_ARGISNULL(1) ? "target" : "row")));
+	relid = PG_GETARG_OID(1);
+	td = PG_GETARG_HEAPTUPLEHEADER(2);
+	for (int r = UC_DELTA; r < UC_NROLES; r++)
+	{
+		int			argno = 2 + r;
+
+		if (argno < PG_NARGS() && !PG_ARGISNULL(argno))
+			roles[r] = PG_GETARG_ARRAYTYPE_P(argno);
+	}
+
+	if (PG_ARGISNULL(0))
+	{
+		refuse_merged_calls(fcinfo);
+		state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
+		state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
+		if (!state->deferred)
+			state->batch = uc_batch_create(aggcxt, false, false);
+	}
+	else
+		state = (UcAggState *) PG_GETARG_POINTER(0);
+
+	if (state->deferred)
+	{
+		uc_defer_record(relid, td, roles, &state->rowmap, aggcxt);
+		state->nrows++;
+	}
+	else
+		uc_rows_add(state->batch, relid, td, roles, &state->rowmap, aggcxt);
 	PG_RETURN_POINTER(state);
 }
 

@@ -26,6 +26,8 @@
  *				executor, where it is exactly what the statement does
  *	execute.c	running the plans, one row or sorted chunks of a batch,
  *				and counting what they did
+ *	rows.c		the typed input path: rows as records whose field names
+ *				are column names (upsert_increment_rows)
  *	batch.c		the aggregate's state: merging rows with equal keys and
  *				writing them sorted, in chunks
  *	flush.c		commit mode: the per-transaction buffer, its owners
@@ -45,6 +47,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/sortsupport.h"
@@ -202,6 +205,7 @@ extern bool uc_fast_update_enabled;
 
 /* args.c */
 extern void uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs);
+extern void uc_args_set_key(UcArgs *args, Oid relid);
 extern void uc_args_from_entry(UcArgs *args, const UcCacheEntry *entry);
 extern bool uc_args_same_key(const UcArgs *args, const UcCacheEntry *entry);
 
@@ -229,6 +233,7 @@ extern const char *uc_json_type_name(const JsonbValue *v);
 extern Datum uc_value_to_datum(const UcShape *shape, int col,
 							   const JsonbValue *v, bool *isnull,
 							   UcValueMemo *memo);
+extern Datum uc_null_to_datum(const UcShape *shape, int col, bool *isnull);
 
 /* cache.c */
 extern void uc_cache_init(void);
@@ -260,6 +265,16 @@ extern UcBatchState *uc_batch_create(MemoryContext cxt, bool can_hold,
 extern int64 uc_batch_nkeys(const UcBatchState *state);
 extern void uc_batch_merge(UcBatchState *dst, UcBatchState *src);
 extern void uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs);
+typedef void (*UcConvertFn) (const UcShape *shape, void *arg, Datum *values,
+							 bool *nulls);
+extern void uc_batch_add_with(UcBatchState *state, const UcArgs *args,
+							  UcConvertFn convert, void *arg);
+
+/* rows.c */
+typedef struct UcRowMap UcRowMap;
+extern void uc_rows_add(UcBatchState *state, Oid relid, HeapTupleHeader td,
+						ArrayType *const *roles, UcRowMap **mapp,
+						MemoryContext cxt);
 extern void uc_batch_flush(UcBatchState *state, int64 *inserted,
 						   int64 *updated);
 
@@ -275,6 +290,8 @@ extern void uc_fastpath_init(void);
 /* flush.c */
 extern void uc_flush_init(void);
 extern void uc_defer_row(Oid relid, Jsonb *const *objs);
+extern void uc_defer_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
+							UcRowMap **mapp, MemoryContext cxt);
 extern bool uc_flush_pending(int64 *inserted, int64 *updated);
 
 #endif							/* UPSERT_COUNTER_H */

@@ -169,6 +169,35 @@ memo_current(const UcValueMemo *memo)
 		memo->timezone == session_timezone;
 }
 
+/*
+ * A NULL for column i: refused for a delta, and for a key under a NULLS
+ * DISTINCT arbiter; into a domain it goes through the domain's input, so
+ * its NOT NULL and CHECK constraints see it.
+ */
+Datum
+uc_null_to_datum(const UcShape *shape, int i, bool *isnull)
+{
+	const UcColumn *col = &shape->cols[i];
+
+	if (col->role == UC_DELTA)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("delta for column \"%s\" is null", col->name),
+				 errhint("Pass a number such as 1 or -2.5.")));
+	if (col->role == UC_KEY && !shape->nulls_not_distinct)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key column \"%s\" is null", col->name),
+				 errdetail("Unique index \"%s\" treats NULL values as distinct, so a row with a NULL key never conflicts and every call would insert a new row.",
+						   shape->arbitername),
+				 errhint("Pass a non-null key value, or declare the unique index NULLS NOT DISTINCT.")));
+	*isnull = true;
+	if (col->typid != col->basetypid)
+		return InputFunctionCall((FmgrInfo *) &col->inputfn, NULL,
+								 col->ioparam, col->typmod);
+	return (Datum) 0;
+}
+
 Datum
 uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 				  bool *isnull, UcValueMemo *memo)
@@ -189,21 +218,7 @@ uc_value_to_datum(const UcShape *shape, int i, const JsonbValue *v,
 				 errhint("Pass a number such as 1 or -2.5; use {} as deltas to only make sure the row exists.")));
 
 	if (v->type == jbvNull)
-	{
-		if (col->role == UC_KEY && !shape->nulls_not_distinct)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key column \"%s\" is null", col->name),
-					 errdetail("Unique index \"%s\" treats NULL values as distinct, so a row with a NULL key never conflicts and every call would insert a new row.",
-							   shape->arbitername),
-					 errhint("Pass a non-null key value, or declare the unique index NULLS NOT DISTINCT.")));
-		*isnull = true;
-		/* a domain's NOT NULL and CHECK constraints see NULL too */
-		if (col->typid != col->basetypid)
-			return InputFunctionCall((FmgrInfo *) &col->inputfn, NULL,
-									 col->ioparam, col->typmod);
-		return (Datum) 0;
-	}
+		return uc_null_to_datum(shape, i, isnull);
 
 	if (col->basetypid == JSONBOID || col->basetypid == JSONOID)
 		str = json_text(v);
