@@ -71,6 +71,18 @@ JOIN ab_hourly h USING (ab_test_id, version, date, hour)
 WHERE h.participants <> e.p OR h.conversions <> e.c;
 
 \echo
+\echo '== 5b. The same events again as typed rows (upsert_increment_rows, no JSON per row): every count doubles'
+\timing on
+SELECT upsert_increment_rows('ab_hourly', e, '{participants,conversions}') FROM events e;
+\timing off
+SELECT count(*) AS mismatches
+FROM (SELECT ab_test_id, version, date, hour,
+             sum(participants) AS p, sum(conversions) AS c
+      FROM events GROUP BY 1, 2, 3, 4) e
+JOIN ab_hourly h USING (ab_test_id, version, date, hour)
+WHERE h.participants <> 2 * e.p OR h.conversions <> 2 * e.c;
+
+\echo
 \echo '== 6. Bad input is a clear error, never a wrong count'
 \set ON_ERROR_STOP 0
 SELECT upsert_increment('ab_hourly', '{"ab_test_id": 7, "version": "control"}', '{"participants": 1}');
