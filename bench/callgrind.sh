@@ -11,17 +11,18 @@
 # client).  Every statement takes the update path (the keys exist).
 #
 # Prints a table and writes it to $CALLGRIND_OUT (default
-# bench/results/callgrind.md).
+# tmp/callgrind.md, ignored by git; make bench puts it in its report).
 source "$(dirname "$0")/../scripts/pgenv.sh"
 
 N1=${CALLGRIND_N1:-200}
 N2=${CALLGRIND_N2:-600}
-OUTFILE=${CALLGRIND_OUT:-$UC_REPO/bench/results/callgrind.md}
+OUTFILE=${CALLGRIND_OUT:-$UC_REPO/tmp/callgrind.md}
 
 command -v valgrind >/dev/null || {
 	uc_log "installing valgrind"
 	apt-get update -qq </dev/null && apt-get install -y -qq valgrind </dev/null >/dev/null
 }
+mkdir -p "$(dirname "$OUTFILE")"
 uc_ensure_packages
 uc_build_install
 uc_start_cluster

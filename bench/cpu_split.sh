@@ -10,14 +10,15 @@
 #
 # Prints a table (medians of CPU_SPLIT_ROUNDS runs, default 3, of
 # CPU_SPLIT_SECONDS seconds each, default 6) and writes it to
-# $CPU_SPLIT_OUT (default bench/results/cpu_split.md).
+# $CPU_SPLIT_OUT (default tmp/cpu_split.md, ignored by git).
 source "$(dirname "$0")/../scripts/pgenv.sh"
 
 ROUNDS=${CPU_SPLIT_ROUNDS:-3}
 SECONDS_PER_RUN=${CPU_SPLIT_SECONDS:-6}
-OUTFILE=${CPU_SPLIT_OUT:-$UC_REPO/bench/results/cpu_split.md}
+OUTFILE=${CPU_SPLIT_OUT:-$UC_REPO/tmp/cpu_split.md}
 WORKLOADS="ours_simple raw plpgsql"
 
+mkdir -p "$(dirname "$OUTFILE")"
 uc_ensure_packages
 uc_build_install
 uc_start_cluster
