@@ -171,6 +171,22 @@ class Batches(Base):
         self.assertEqual(upsert_increment_many(AbTestHourlyLog, []), {"inserted": 0, "updated": 0, "chunks": 0})
 
 
+class RawSql(Base):
+    def test_readme_raw_sql_example(self):
+        """The README's example without the helper, as written there."""
+        import json
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT upsert_increment(%s, %s, %s, NULL, %s)",
+                           [AbTestHourlyLog._meta.db_table,
+                            json.dumps({"ab_test_id": self.test.pk, "version": "control",
+                                        "date": "2026-11-22", "hour": 13}),
+                            json.dumps({"participants": 1}),
+                            json.dumps({"conversions": 0})])
+            result = json.loads(cursor.fetchone()[0])   # the jsonb result arrives as str
+        self.assertEqual(result, {"inserted": 1, "updated": 0})
+        self.assertEqual((self.log().participants, self.log().conversions), (1, 0))
+
+
 class CommitMode(Base):
     """upsert_counter.flush = commit: rows are buffered and written at
     commit, so the helpers cannot say yet what was created."""
