@@ -137,7 +137,7 @@ uc_relcache_callback(Datum arg, Oid relid)
 static void
 uc_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	uc_invalidate(InvalidOid, hashvalue == 0 ? 0 : hashvalue);
+	uc_invalidate(InvalidOid, hashvalue);
 }
 
 /* ---------------------------------------------------------------------

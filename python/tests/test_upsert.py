@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import TransactionTestCase
 from django.test.utils import CaptureQueriesContext
 
-from abtest.models import AbTest, AbTestHourlyLog, Color, Metric, Priority, TzEvent
+from abtest.models import AbTest, AbTestHourlyLog, Color, IpHit, Metric, Priority, TzEvent
 from abtest.routers import RecordingRouter
 from upsert_counter_django import (upsert_increment, upsert_increment_many,
                                    upsert_increment_returning)
@@ -185,6 +185,16 @@ class RawSql(Base):
             result = json.loads(cursor.fetchone()[0])   # the jsonb result arrives as str
         self.assertEqual(result, {"inserted": 1, "updated": 0})
         self.assertEqual((self.log().participants, self.log().conversions), (1, 0))
+
+
+class Keys(Base):
+    def test_generic_ip_address_key(self):
+        """Django prepares IP addresses as a driver adapter (Inet)."""
+        for ip in ("192.0.2.1", "2001:db8::1", "192.0.2.1"):
+            upsert_increment(IpHit, keys={"ip": ip}, deltas={"n": 1})
+        upsert_increment_many(IpHit, [({"ip": "2001:db8::1"}, {"n": 5})])
+        self.assertEqual(sorted((h.ip, h.n) for h in IpHit.objects.all()),
+                         [("192.0.2.1", 2), ("2001:db8::1", 6)])
 
 
 class CommitMode(Base):

@@ -102,11 +102,17 @@ def _json_object(pairs):
 
 
 def _unwrap_adapter(value):
-    """Django 4.2+ wraps JSONField values in a driver adapter; the other
-    prepared values are plain Python values."""
-    for attr in ("adapted", "obj"):
-        if hasattr(value, attr) and type(value).__module__.startswith(("psycopg", "django")):
-            return getattr(value, attr)
+    """Driver adapters Django prepares some values as: JSONField values
+    (Django 4.2+), and IP addresses (psycopg2's ``Inet``, psycopg's
+    ``ipaddress`` objects); the other prepared values are plain Python
+    values."""
+    module = type(value).__module__
+    if module.startswith(("psycopg", "django")):
+        for attr in ("adapted", "obj", "addr"):
+            if hasattr(value, attr):
+                return _unwrap_adapter(getattr(value, attr))
+    if module == "ipaddress":
+        return str(value)
     return value
 
 

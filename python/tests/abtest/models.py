@@ -56,3 +56,9 @@ class Metric(models.Model):
 class TzEvent(models.Model):
     at = models.DateTimeField(unique=True)
     n = models.IntegerField(default=0)
+
+
+class IpHit(models.Model):
+    """A counter keyed by an IP address (Django prepares it as a driver adapter)."""
+    ip = models.GenericIPAddressField(unique=True)
+    n = models.IntegerField(default=0)
