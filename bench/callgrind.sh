@@ -23,11 +23,7 @@ command -v valgrind >/dev/null || {
 	apt-get update -qq </dev/null && apt-get install -y -qq valgrind </dev/null >/dev/null
 }
 mkdir -p "$(dirname "$OUTFILE")"
-uc_ensure_packages
-uc_build_install
-uc_start_cluster
-uc_as_postgres createdb bench
-uc_as_postgres psql -X -q -v ON_ERROR_STOP=1 -d bench -f - <"$UC_REPO/bench/sql/setup.sql" >/dev/null
+uc_bench_db
 uc_runuser "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" -m fast -w stop >/dev/null
 
 # statements NAME N: N statements of a workload, keys cycling over 24 hours

@@ -19,11 +19,7 @@ OUTFILE=${CPU_SPLIT_OUT:-$UC_REPO/tmp/cpu_split.md}
 WORKLOADS="ours_simple raw plpgsql"
 
 mkdir -p "$(dirname "$OUTFILE")"
-uc_ensure_packages
-uc_build_install
-uc_start_cluster
-uc_as_postgres createdb bench
-uc_as_postgres psql -X -q -v ON_ERROR_STOP=1 -d bench -f - <"$UC_REPO/bench/sql/setup.sql" >/dev/null
+uc_bench_db
 cp "$UC_REPO"/bench/sql/*.sql "$UC_CLUSTER"/
 chmod 644 "$UC_CLUSTER"/*.sql
 tick=$(getconf CLK_TCK)

@@ -180,6 +180,18 @@ uc_start_cluster() {
 		{ cat "$UC_CLUSTER/server.log"; return 1; }
 }
 
+# uc_bench_db [postgresql.conf lines...]: what the benchmarks start from:
+# packages, the build, a throwaway cluster and its "bench" database with
+# the wagtail hourly log (bench/sql/setup.sql)
+uc_bench_db() {
+	uc_ensure_packages
+	uc_build_install
+	uc_start_cluster "$@"
+	uc_as_postgres createdb bench
+	uc_as_postgres psql -X -q -v ON_ERROR_STOP=1 -d bench -f - \
+		<"$UC_REPO/bench/sql/setup.sql" >/dev/null 2>&1
+}
+
 uc_stop_cluster() {
 	if [ -n "${UC_CLUSTER:-}" ] && [ -d "$UC_CLUSTER/data" ]; then
 		uc_log "stopping the throwaway cluster"

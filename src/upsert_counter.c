@@ -246,6 +246,26 @@ refuse_merged_calls(FunctionCallInfo fcinfo)
 }
 
 /*
+ * The state of an aggregate call, made at its first row: the mode is
+ * decided then, once per call.  can_hold: a lone first row may be kept as
+ * given (the jsonb form, see batch.c).
+ */
+static UcAggState *
+agg_state(FunctionCallInfo fcinfo, MemoryContext aggcxt, bool can_hold)
+{
+	UcAggState *state;
+
+	if (!PG_ARGISNULL(0))
+		return (UcAggState *) PG_GETARG_POINTER(0);
+	refuse_merged_calls(fcinfo);
+	state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
+	state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
+	if (!state->deferred)
+		state->batch = uc_batch_create(aggcxt, can_hold, false);
+	return state;
+}
+
+/*
  * upsert_increment(target, keys, deltas [, assign [, on_insert]]): the
  * aggregate's transition function.
  */
@@ -266,17 +286,7 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 		elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
 
 	relid = get_call_args(fcinfo, 1, objs);
-	if (PG_ARGISNULL(0))
-	{
-		refuse_merged_calls(fcinfo);
-		/* the mode is decided once per call, by its first row */
-		state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
-		state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
-		if (!state->deferred)
-			state->batch = uc_batch_create(aggcxt, true, false);
-	}
-	else
-		state = (UcAggState *) PG_GETARG_POINTER(0);
+	state = agg_state(fcinfo, aggcxt, true);
 
 	if (state->deferred)
 	{
@@ -319,16 +329,7 @@ upsert_increment_rows_transfn(PG_FUNCTION_ARGS)
 			roles[r] = PG_GETARG_ARRAYTYPE_P(argno);
 	}
 
-	if (PG_ARGISNULL(0))
-	{
-		refuse_merged_calls(fcinfo);
-		state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
-		state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
-		if (!state->deferred)
-			state->batch = uc_batch_create(aggcxt, false, false);
-	}
-	else
-		state = (UcAggState *) PG_GETARG_POINTER(0);
+	state = agg_state(fcinfo, aggcxt, false);
 
 	if (state->deferred)
 	{
