@@ -8,7 +8,25 @@
 -- partitioned targets (plain tables count with RETURNING).
 
 COMMENT ON FUNCTION upsert_counter_note_update(anyelement) IS
-'internal: counts rows updated by upsert_increment() on partitioned tables; returns its argument';
+'internal: marks the row being written by upsert_increment() on a partitioned table as updated; returns its argument';
+
+-- With it, on partitioned tables only: each proposed row clears the mark,
+-- RETURNING reads it.
+CREATE FUNCTION upsert_counter_note_row(anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'upsert_counter_note_row'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_note_row(anyelement) IS
+'internal: clears the update mark for the next row upsert_increment() proposes on a partitioned table; returns its argument';
+
+CREATE FUNCTION upsert_counter_take_update()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'upsert_counter_take_update'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_take_update() IS
+'internal: whether the row upsert_increment() just wrote to a partitioned table was updated; clears the mark';
 
 -- One row as a plain function: what a FROM-less call of the aggregate is
 -- planned as, and callable where an aggregate is not.

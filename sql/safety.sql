@@ -302,6 +302,16 @@ INSERT INTO cnt_q VALUES (1, -5);
 SELECT upsert_increment('cnt_p', '{"k": 1}', '{"n": 1}');
 SELECT upsert_increment('cnt_p', '{"k": 1}', '{"n": 1}');
 SELECT * FROM cnt_p;
+-- and an update that a partition's BEFORE trigger skips is no update there
+-- either, alone or in a batch with an update and an insert
+CREATE TRIGGER cnt_p_skip BEFORE UPDATE ON cnt_p1 FOR EACH ROW EXECUTE FUNCTION cnt_skip();
+INSERT INTO cnt_p VALUES (100, 0);
+SELECT upsert_increment('cnt_p', '{"k": 100}', '{"n": 1}');
+SELECT upsert_increment('cnt_p', jsonb_build_object('k', k), '{"n": 1}')
+FROM unnest(ARRAY[1, 100, 5]) k;
+SELECT * FROM upsert_increment_returning('cnt_p', '{"k": 6}', '{"n": 1}');
+SELECT * FROM upsert_increment_returning('cnt_p', '{"k": 6}', '{"n": 1}');
+SELECT * FROM cnt_p ORDER BY k;
 
 -- 11. Composite-typed columns, in a batch and in commit mode.
 CREATE TYPE pair AS (a int, b int);

@@ -14,13 +14,16 @@
  * through the current names, and a nested call from a trigger or a domain
  * check cannot free what is running.
  *
- * Counting (see sqlgen.c): on plain tables every row the statement
- * inserted or updated comes back with RETURNING xmax = 0, true for an
- * insert; rows a BEFORE trigger skipped do not come back and count as
- * neither.  On partitioned tables upsert_counter_note_update() in the SET
- * clause counts rows that took the update path; rows that a BEFORE UPDATE
- * trigger then skipped cannot be told apart there, and are counted as
- * updates.  With DO NOTHING, rows not inserted are keys that existed.
+ * Counting (see sqlgen.c): every row the statement inserted or updated
+ * comes back with RETURNING <inserted>, a boolean; rows a BEFORE trigger
+ * skipped do not come back and count as neither.  On plain tables it is
+ * xmax = 0.  On partitioned tables (no system columns in RETURNING) it is
+ * a flag kept here: each proposed row clears it (upsert_counter_note_row()
+ * around its first value), the SET clause of the update path sets it
+ * (upsert_counter_note_update()), and RETURNING reads and clears it
+ * (upsert_counter_take_update()); a nested statement's flag is saved and
+ * restored around it.  With DO NOTHING, rows not inserted are keys that
+ * existed.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -36,10 +39,10 @@
 #include "upsert_counter.h"
 
 /*
- * Rows that took the ON CONFLICT DO UPDATE path in the statement running
- * now, on partitioned targets (see uc_note_update()).
+ * Partitioned targets: whether the row being written now took the ON
+ * CONFLICT DO UPDATE path (see above).
  */
-static uint64 uc_updates = 0;
+static bool uc_pending_update = false;
 
 /* What one execution did */
 typedef struct UcOutcome
@@ -49,17 +52,34 @@ typedef struct UcOutcome
 	uint64		processed;		/* rows inserted or updated */
 } UcOutcome;
 
-/* upsert_counter_note_update(anyelement): count one updated row */
+/* upsert_counter_note_row(): a proposed row, not yet known to update */
+void
+uc_note_row(void)
+{
+	uc_pending_update = false;
+}
+
+/* upsert_counter_note_update(): the row took the update path */
 void
 uc_note_update(void)
 {
-	uc_updates++;
+	uc_pending_update = true;
+}
+
+/* upsert_counter_take_update(): did the row just written take it? */
+bool
+uc_take_update(void)
+{
+	bool		result = uc_pending_update;
+
+	uc_pending_update = false;
+	return result;
 }
 
 /*
  * Run a plan of a pinned entry and count what it did.  A statement run
- * from inside this one (a trigger calling upsert_increment() again) counts
- * its own updates: the counter is saved and restored around each
+ * from inside this one (a trigger calling upsert_increment() again) has a
+ * flag of its own: the outer one is saved and restored around each
  * execution, also when it fails.
  */
 static void
@@ -68,21 +88,18 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 {
 	const UcShape *s = entry->shape;
 	SPIPlanPtr	plan = uc_cache_plan(entry, form);
-	uint64		saved = uc_updates;
-	volatile uint64 noted = 0;
+	bool		saved = uc_pending_update;
 	volatile int rc = 0;
 
-	uc_updates = 0;
 	entry->running++;
 	PG_TRY();
 	{
 		rc = SPI_execute_plan(plan, values, nulls, false, 0);
-		noted = uc_updates;
 	}
 	PG_FINALLY();
 	{
 		entry->running--;
-		uc_updates = saved;
+		uc_pending_update = saved;
 	}
 	PG_END_TRY();
 
@@ -98,7 +115,7 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 		out->inserted = SPI_processed;
 		out->updated = 0;
 	}
-	else if (s->count_by_xmax)
+	else
 	{
 		out->inserted = 0;
 		for (uint64 j = 0; j < SPI_processed; j++)
@@ -110,11 +127,6 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 				out->inserted++;
 		}
 		out->updated = SPI_processed - out->inserted;
-	}
-	else
-	{
-		out->updated = Min(noted, SPI_processed);
-		out->inserted = SPI_processed - out->updated;
 	}
 }
 

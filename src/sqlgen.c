@@ -40,8 +40,11 @@
  * and false for one it updated (the update path locks the row first, and
  * the new version keeps our lock in its xmax); rows a BEFORE trigger
  * skipped are not returned at all.  Partitioned tables refuse system
- * columns in RETURNING, so there, and only there, the first SET expression
- * passes through upsert_counter_note_update() (execute.c counts).
+ * columns in RETURNING, so there, and only there, three functions of ours
+ * say the same (execute.c): the first value of each proposed row passes
+ * through upsert_counter_note_row(), the first SET expression through
+ * upsert_counter_note_update(), and RETURNING reads
+ * NOT upsert_counter_take_update().
  *
  * Names come only from the catalogs, quoted and schema-qualified; operators
  * and functions are qualified by pg_catalog or by their own schema, so the
@@ -162,6 +165,13 @@ uc_extension_schema(bool missing_ok)
 	return nsp;
 }
 
+/* The extension's schema, quoted, for our own functions */
+static const char *
+ext_schema(void)
+{
+	return quote_identifier(get_namespace_name(uc_extension_schema(false)));
+}
+
 static void
 append_action(StringInfo buf, const UcShape *s)
 {
@@ -178,8 +188,7 @@ append_action(StringInfo buf, const UcShape *s)
 
 		appendStringInfo(buf, "%s%s = ", i > s->rolestart[UC_DELTA] ? ", " : "", col);
 		if (note)
-			appendStringInfo(buf, "%s.upsert_counter_note_update(",
-							 quote_identifier(get_namespace_name(uc_extension_schema(false))));
+			appendStringInfo(buf, "%s.upsert_counter_note_update(", ext_schema());
 		if (s->cols[i].role == UC_DELTA)
 			appendStringInfo(buf,
 							 "COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s",
@@ -263,12 +272,18 @@ uc_sql_build(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 	appendStringInfoString(&buf, form == UC_FORM_BATCH ? ") SELECT " : ") VALUES (");
 	for (int i = 0; i < s->ncols; i++)
 	{
+		bool		note = (i == 0 && !s->count_by_xmax && !do_nothing);
+
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
+		if (note)
+			appendStringInfo(&buf, "%s.upsert_counter_note_row(", ext_schema());
 		if (form == UC_FORM_BATCH)
 			appendStringInfo(&buf, "pg_catalog.unnest($%d)", i + 1);
 		else
 			appendStringInfo(&buf, "$%d", i + 1);
+		if (note)
+			appendStringInfoChar(&buf, ')');
 		argtypes[i] = form == UC_FORM_BATCH ? s->cols[i].arraytypid : s->cols[i].typid;
 	}
 	if (form != UC_FORM_BATCH)
@@ -277,13 +292,18 @@ uc_sql_build(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 	append_arbiter(&buf, s);
 	append_action(&buf, s);
 
-	if (form == UC_FORM_RETURNING)
-		appendStringInfo(&buf, " RETURNING %s, pg_catalog.to_jsonb(t.*)",
-						 s->count_by_xmax && !do_nothing ?
-						 "(t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)" : "true");
-	else if (s->count_by_xmax && !do_nothing)
-		appendStringInfoString(&buf,
-							   " RETURNING (t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)");
+	if (!do_nothing || form == UC_FORM_RETURNING)
+	{
+		appendStringInfoString(&buf, " RETURNING ");
+		if (do_nothing)
+			appendStringInfoString(&buf, "true");	/* every row returned is an insert */
+		else if (s->count_by_xmax)
+			appendStringInfoString(&buf, "(t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)");
+		else
+			appendStringInfo(&buf, "(NOT %s.upsert_counter_take_update())", ext_schema());
+		if (form == UC_FORM_RETURNING)
+			appendStringInfoString(&buf, ", pg_catalog.to_jsonb(t.*)");
+	}
 
 	return buf.data;
 }

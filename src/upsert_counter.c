@@ -444,6 +444,32 @@ upsert_counter_note_update(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }
 
+/*
+ * upsert_counter_note_row(anyelement) returns anyelement: around the first
+ * value of each proposed row, on partitioned targets; clears the flag that
+ * the SET clause sets.  Not strict.
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_note_row);
+Datum
+upsert_counter_note_row(PG_FUNCTION_ARGS)
+{
+	uc_note_row();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+}
+
+/*
+ * upsert_counter_take_update() returns boolean: in RETURNING, on
+ * partitioned targets; whether the row took the update path.
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_take_update);
+Datum
+upsert_counter_take_update(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(uc_take_update());
+}
+
 PG_FUNCTION_INFO_V1(upsert_counter_cache);
 Datum
 upsert_counter_cache(PG_FUNCTION_ARGS)

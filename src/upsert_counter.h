@@ -251,7 +251,9 @@ extern char *uc_sql_build(const UcShape *shape, UcForm form, Oid *argtypes,
 
 /* execute.c */
 typedef void (*UcRowIter) (void *arg, const Datum **values, const bool **isnull);
+extern void uc_note_row(void);
 extern void uc_note_update(void);
+extern bool uc_take_update(void);
 extern void uc_upsert_one(const UcArgs *args, UcForm form, Datum *row,
 						  int64 *inserted, int64 *updated);
 extern void uc_execute_rows(const UcCacheEntry *held, int64 n,
