@@ -145,7 +145,6 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 	col->role = role;
 	col->typid = att->atttypid;
 	col->typmod = att->atttypmod;
-	col->notnull = att->attnotnull;
 	ReleaseSysCache(atttup);
 
 	col->basetypid = getBaseType(col->typid);

@@ -115,7 +115,6 @@ typedef struct UcColumn
 	char		typalign;
 	Oid			ioparam;
 	FmgrInfo	inputfn;
-	bool		notnull;		/* attnotnull */
 } UcColumn;
 
 /*
