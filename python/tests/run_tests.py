@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run the Django tests: /usr/bin/python3 python/tests/run_tests.py
 
-Needs Django and psycopg2 (Debian: python3-django, python3-psycopg2), a
+Needs Django and psycopg2 or psycopg 3 (Debian: python3-django, python3-psycopg2), a
 PostgreSQL server with upsert_counter installed, reachable through PGHOST,
 PGPORT and PGUSER (a superuser: the test database is created and the
 extension created by the migration).  make test does all of this.
@@ -18,10 +18,10 @@ from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 
 django.setup()
-try:
-    import psycopg2 as driver  # noqa: E402
-except ImportError:  # psycopg 3
-    import psycopg as driver  # noqa: E402
+from django.db import connection  # noqa: E402
+
+# the driver Django chose (Django 4.2+ takes psycopg 3 when both are present)
+driver = connection.Database
 print("Django %s, %s %s" % (django.get_version(), driver.__name__, driver.__version__))
 runner = get_runner(settings)(verbosity=2, interactive=False)
 failures = runner.run_tests(["test_upsert"])

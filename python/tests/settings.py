@@ -5,11 +5,13 @@ import os
 SECRET_KEY = "upsert-counter-tests"
 USE_TZ = True
 TIME_ZONE = "America/New_York"
-INSTALLED_APPS = ["abtest"]
+INSTALLED_APPS = ["upsert_counter_django", "abtest"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 _db = {
     "ENGINE": "django.db.backends.postgresql",
     "NAME": os.environ.get("UC_DJANGO_DB", "upsert_counter_django"),
+    # a separate test database per mode: the SQL-mode run must not find the extension
+    "TEST": {"NAME": "test_upsert_counter_django" + ("_sql" if os.environ.get("UC_DJANGO_NO_EXTENSION") else "")},
     "USER": os.environ.get("PGUSER", "postgres"),
     "HOST": os.environ.get("PGHOST", ""),
     "PORT": os.environ.get("PGPORT", ""),

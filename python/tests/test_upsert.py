@@ -1,20 +1,38 @@
 """upsert_counter_django against real Django, psycopg2 and PostgreSQL with
 the extension installed by a migration."""
+import asyncio
 import datetime
 import decimal
+import os
 import threading
+import unittest
 import uuid
 import zoneinfo
 
-from django.core.exceptions import FieldDoesNotExist
+import django
+from asgiref.sync import async_to_sync
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DatabaseError, connection, connections, transaction
-from django.test import TransactionTestCase
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import ExtractHour, TruncDate
+from django.test import TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from abtest.models import AbTest, AbTestHourlyLog, Color, IpHit, Metric, Priority, TzEvent
+from abtest import models as abmodels
+from abtest.models import (AbTest, AbTestHourlyLog, Color, Event, IpHit, Metric, PageCounter,
+                           PartitionedHit, Priority, TzEvent)
 from abtest.routers import RecordingRouter
-from upsert_counter_django import (upsert_increment, upsert_increment_many,
-                                   upsert_increment_returning)
+from upsert_counter_django import (aupsert_increment, aupsert_increment_many,
+                                   aupsert_increment_returning, aupsert_rollup, mode,
+                                   upsert_increment, upsert_increment_many,
+                                   upsert_increment_returning, upsert_rollup)
+
+# make test runs this suite twice: against a database with the extension,
+# and (UC_DJANGO_NO_EXTENSION=1) against one without it, in SQL mode
+MODE = "sql" if os.environ.get("UC_DJANGO_NO_EXTENSION") else "extension"
+extension_only = unittest.skipUnless(MODE == "extension", "needs the extension")
+UTC = datetime.timezone.utc
 
 DAY = datetime.date(2026, 11, 22)
 
@@ -171,6 +189,7 @@ class Batches(Base):
         self.assertEqual(upsert_increment_many(AbTestHourlyLog, []), {"inserted": 0, "updated": 0, "chunks": 0})
 
 
+@extension_only
 class RawSql(Base):
     def test_readme_raw_sql_example(self):
         """The README's example without the helper, as written there."""
@@ -197,6 +216,7 @@ class Keys(Base):
                          [("192.0.2.1", 2), ("2001:db8::1", 6)])
 
 
+@extension_only
 class CommitMode(Base):
     """upsert_counter.flush = commit: rows are buffered and written at
     commit, so the helpers cannot say yet what was created."""
@@ -240,10 +260,14 @@ class Errors(Base):
         with self.assertRaises(DatabaseError) as cm:
             upsert_increment(AbTestHourlyLog, keys={"ab_test": self.test, "version": "control"},
                              deltas={"participants": 1})
-        self.assertIn("there is no usable unique index on the key columns", str(cm.exception))
         diag = cm.exception.__cause__.diag
         self.assertEqual(diag.sqlstate, "42P10")
-        self.assertIn("(ab_test_id, version, date, hour)", diag.message_hint)
+        if MODE == "extension":
+            self.assertIn("there is no usable unique index on the key columns", str(cm.exception))
+            self.assertIn("(ab_test_id, version, date, hour)", diag.message_hint)
+        else:   # PostgreSQL's own inference, for the generated ON CONFLICT (columns)
+            self.assertIn("no unique or exclusion constraint matching the ON CONFLICT",
+                          str(cm.exception))
 
     def test_values_django_refuses_never_reach_sql(self):
         # as with .filter(participants="x"): the field's own ValueError
@@ -330,3 +354,279 @@ class Concurrency(Base):
         self.assertEqual(errors, [])
         self.assertEqual(sorted(AbTestHourlyLog.objects.values_list("hour", "participants")),
                          [(0, 1000), (1, 1000), (2, 1000), (3, 1000)])
+
+
+class Modes(Base):
+    """Which mode runs is found per connection, reported by a system check,
+    and can be forced by a setting."""
+
+    def test_mode_is_detected_and_reported(self):
+        self.assertEqual(mode("default"), MODE)
+        found = {m.id: m for m in checks.run_checks(databases=["default"])
+                 if m.id.startswith("upsert_counter.")}
+        if MODE == "sql":
+            self.assertEqual(list(found), ["upsert_counter.I001"])
+            self.assertIn("no upsert_counter extension", found["upsert_counter.I001"].msg)
+            self.assertIn("CREATE EXTENSION upsert_counter", found["upsert_counter.I001"].hint)
+        else:
+            self.assertEqual(list(found), ["upsert_counter.D001"])
+            self.assertIn("extension 1.2", found["upsert_counter.D001"].msg)
+
+    @extension_only
+    def test_sql_mode_forced_on_a_database_with_the_extension(self):
+        with override_settings(UPSERT_COUNTER_MODE={"default": "sql"}):
+            self.assertEqual(mode("default"), "sql")
+            with CaptureQueriesContext(connection) as queries:
+                self.assertTrue(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 2}))
+            self.assertIn("ON CONFLICT", queries[0]["sql"])
+            self.assertNotIn("upsert_increment", queries[0]["sql"])
+        self.assertEqual(mode("default"), "extension")
+        self.assertFalse(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+        self.assertEqual(self.log().participants, 3)
+
+    @unittest.skipUnless(MODE == "sql", "needs a database without the extension")
+    def test_extension_mode_forced_without_the_extension(self):
+        with override_settings(UPSERT_COUNTER_MODE="extension"):
+            with self.assertRaises(ImproperlyConfigured):
+                upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        self.assertEqual(AbTestHourlyLog.objects.count(), 0)
+
+    def test_bad_setting(self):
+        with override_settings(UPSERT_COUNTER_MODE="fast"):
+            with self.assertRaises(ValueError):
+                upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+
+
+class DjangoNames(Base):
+    """defaults / create_defaults mean what they mean to update_or_create()."""
+
+    def test_create_defaults_on_create_defaults_on_update(self):
+        kw = dict(keys={"slug": "home"}, deltas={"views": 1}, defaults={"title": "updated"},
+                  create_defaults={"title": "created", "site": 1, "path": "/"})
+        self.assertTrue(upsert_increment(PageCounter, **kw))
+        row = PageCounter.objects.get(slug="home")
+        self.assertEqual((row.views, row.title, row.site), (1, "created", 1))
+        obj, created = upsert_increment_returning(PageCounter, **kw)
+        self.assertFalse(created)
+        self.assertEqual((obj.views, obj.title, obj.site, obj.path), (2, "updated", 1, "/"))
+
+    def test_defaults_alone_is_assign(self):
+        upsert_increment(PageCounter, keys={"slug": "a"}, deltas={"views": 1},
+                         defaults={"title": "one", "site": 1, "path": "/a"})
+        upsert_increment(PageCounter, keys={"slug": "a"}, deltas={"views": 1},
+                         defaults={"title": "two", "site": 1, "path": "/a"})
+        row = PageCounter.objects.get(slug="a")
+        self.assertEqual((row.views, row.title), (2, "two"))
+
+    def test_both_names_for_one_role_are_refused(self):
+        with self.assertRaises(ValueError):
+            upsert_increment(PageCounter, keys={"slug": "a"}, assign={"title": "x"}, defaults={"title": "y"})
+        with self.assertRaises(ValueError):
+            upsert_increment(PageCounter, keys={"slug": "a"}, on_insert={"title": "x"},
+                             create_defaults={"title": "y"}, defaults={})
+        with self.assertRaises(ValueError):
+            upsert_increment(PageCounter, keys={"slug": "a"}, deltas={"views": 1},
+                             defaults={"views": 5}, create_defaults={"site": 1, "path": "/a"})
+        self.assertEqual(PageCounter.objects.count(), 0)
+
+
+class NullKeys(Base):
+    def test_null_key_under_a_nulls_distinct_index_is_refused(self):
+        # it would never match an existing row: a new row per call
+        for _ in range(2):
+            with self.assertRaises(DatabaseError) as cm:
+                upsert_increment(PageCounter, keys={"code": None}, deltas={"views": 1},
+                                 on_insert={"site": 1, "path": "/", "slug": "s"})
+            if MODE == "extension":
+                self.assertEqual(cm.exception.__cause__.diag.sqlstate, "22004")
+            else:
+                self.assertIn("no unique index on (code) whose NULLs are not distinct",
+                              str(cm.exception))
+        with self.assertRaises(DatabaseError):
+            upsert_increment_many(PageCounter, [{"keys": {"code": None}, "deltas": {"views": 1},
+                                                 "on_insert": {"site": 1, "path": "/", "slug": "s"}}])
+        self.assertEqual(PageCounter.objects.count(), 0)
+
+
+class OrmNative(Base):
+    def test_manager_and_queryset_using(self):
+        self.assertTrue(AbTestHourlyLog.objects.upsert_increment(self.keys(), {"participants": 1}))
+        with CaptureQueriesContext(connections["other"]) as other:
+            obj, created = AbTestHourlyLog.objects.using("other").upsert_increment_returning(
+                self.keys(), {"participants": 1})
+        self.assertEqual(len(other), 1)
+        self.assertEqual((created, obj.participants, obj._state.db), (False, 2, "other"))
+        summary = AbTestHourlyLog.objects.upsert_increment_many([(self.keys(), {"conversions": 1})] * 3)
+        self.assertEqual(summary, {"inserted": 0, "updated": 1, "chunks": 1})
+        self.assertEqual((self.log().participants, self.log().conversions), (2, 3))
+
+    def test_model_instances_in_a_batch(self):
+        rows = [PageCounter(site=1, path="/a", slug="a", views=1, title="first"),
+                PageCounter(site=1, path="/b", slug="b", views=5),
+                PageCounter(site=1, path="/a", slug="a", views=2, title="second")]
+        with self.assertRaises(ValueError) as cm:      # two unique constraints: which one?
+            upsert_increment_many(PageCounter, rows, delta_fields=["views"])
+        self.assertIn("unique_fields", str(cm.exception))
+        summary = upsert_increment_many(PageCounter, rows, delta_fields=["views"],
+                                        unique_fields=["slug"], update_fields=["title"])
+        self.assertEqual(summary, {"inserted": 2, "updated": 0, "chunks": 1})
+        self.assertEqual(sorted(PageCounter.objects.values_list("slug", "views", "title")),
+                         [("a", 3, "second"), ("b", 5, "")])
+        # the model's one-constraint case needs no unique_fields
+        upsert_increment_many(IpHit, [IpHit(ip="192.0.2.7", n=4)], delta_fields=["n"])
+        self.assertEqual(IpHit.objects.get(ip="192.0.2.7").n, 4)
+
+    def test_per_row_results(self):
+        upsert_increment(AbTestHourlyLog, keys=self.keys(hour=1), deltas={"participants": 10})
+        rows = [(self.keys(hour=h), {"participants": 1}) for h in (2, 1, 2, 0)]
+        out = upsert_increment_many(AbTestHourlyLog, rows, results=True)
+        # one per distinct key, in key order, each with the row as it now is
+        self.assertEqual([(o.hour, o.participants, created) for o, created in out],
+                         [(0, 1, True), (1, 11, False), (2, 2, True)])
+        self.assertTrue(all(isinstance(o, AbTestHourlyLog) and o.pk for o, _ in out))
+
+    def test_partitioned_target(self):
+        # SQL mode cannot read xmax through a partitioned parent: created is None there
+        first = upsert_increment(PartitionedHit, keys={"page": "a"}, deltas={"n": 1})
+        second = upsert_increment(PartitionedHit, keys={"page": "a"}, deltas={"n": 1})
+        summary = upsert_increment_many(PartitionedHit, [({"page": p}, {"n": 1}) for p in "abcb"])
+        if MODE == "extension":
+            self.assertEqual((first, second), (True, False))
+            self.assertEqual(summary, {"inserted": 2, "updated": 1, "chunks": 1})
+        else:
+            self.assertEqual((first, second), (None, None))
+            self.assertEqual(summary, {"inserted": None, "updated": None, "chunks": 1})
+        self.assertEqual(sorted(PartitionedHit.objects.values_list("page", "n")),
+                         [("a", 3), ("b", 2), ("c", 1)])
+
+
+class Rollups(Base):
+    def events(self):
+        at = datetime.datetime(2026, 11, 22, 13, 5, tzinfo=UTC)
+        for i in range(10):
+            Event.objects.create(ab_test=self.test, version="control" if i % 3 else "variant",
+                                 at=at + datetime.timedelta(minutes=20 * i), converted=i % 4 == 0)
+
+    def rollup(self, **kw):
+        return Event.objects.filter(ab_test=self.test).upsert_rollup(
+            AbTestHourlyLog,
+            keys={"ab_test": "ab_test", "version": "version",
+                  "date": TruncDate("at", tzinfo=UTC), "hour": ExtractHour("at", tzinfo=UTC)},
+            deltas={"participants": Count("id"), "conversions": Count("id", filter=Q(converted=True))},
+            **kw)
+
+    def expected(self, times=1):
+        want = {}
+        for e in Event.objects.all():
+            k = (e.version, e.at.astimezone(UTC).hour)
+            p, c = want.get(k, (0, 0))
+            want[k] = (p + times, c + times * e.converted)
+        return sorted((v, h, p, c) for (v, h), (p, c) in want.items())
+
+    def got(self):
+        return sorted(AbTestHourlyLog.objects.values_list("version", "hour", "participants", "conversions"))
+
+    def test_rollup_in_one_statement(self):
+        self.events()
+        with CaptureQueriesContext(connection) as queries:
+            summary = self.rollup()
+        self.assertEqual(len(queries), 1)
+        groups = len(self.expected())
+        self.assertEqual(summary, {"inserted": groups, "updated": 0})
+        self.assertEqual(self.got(), self.expected())
+        self.assertEqual(self.rollup(), {"inserted": 0, "updated": groups})
+        self.assertEqual(self.got(), self.expected(times=2))
+
+    def test_null_aggregate_adds_zero(self):
+        self.events()
+        upsert_rollup(AbTestHourlyLog, Event.objects.all(),
+                      keys={"ab_test": "ab_test", "version": "version",
+                            "date": TruncDate("at", tzinfo=UTC), "hour": ExtractHour("at", tzinfo=UTC)},
+                      deltas={"participants": Count("id"), "conversions": Sum("weight")})
+        self.assertEqual(sum(AbTestHourlyLog.objects.values_list("conversions", flat=True)), 0)
+        self.assertEqual(sum(AbTestHourlyLog.objects.values_list("participants", flat=True)), 10)
+
+    def test_rollup_with_defaults_and_auto_now(self):
+        Event.objects.create(ab_test=self.test, version="x", at=datetime.datetime(2026, 1, 1, tzinfo=UTC))
+        upsert_rollup(PageCounter, Event.objects.all(), keys={"slug": "version"},
+                      deltas={"views": Count("id")}, assign={"site": Count("id"), "path": "version"})
+        row = PageCounter.objects.get(slug="x")
+        # title: its Python default (insert-only); touched: auto_now
+        self.assertEqual((row.views, row.site, row.path, row.title), (1, 1, "x", ""))
+        self.assertIsNotNone(row.touched)
+
+
+class Async(Base):
+    def test_async_variants(self):
+        keys = self.keys()
+
+        async def main():
+            created = await aupsert_increment(AbTestHourlyLog, keys=keys, deltas={"participants": 1})
+            many = await asyncio.gather(*[aupsert_increment(AbTestHourlyLog, keys=keys,
+                                                            deltas={"participants": 1})
+                                          for _ in range(20)])
+            obj, c2 = await aupsert_increment_returning(AbTestHourlyLog, keys=keys, deltas={"conversions": 1})
+            summary = await aupsert_increment_many(AbTestHourlyLog, [(keys, {"participants": 2})])
+            via_manager = await AbTestHourlyLog.objects.aupsert_increment(keys, {"participants": 1})
+            rolled = await aupsert_rollup(AbTestHourlyLog, Event.objects.none(), keys={"hour": "id"},
+                                          deltas={"participants": Count("id")})
+            return created, many, obj, c2, summary, via_manager, rolled
+
+        created, many, obj, c2, summary, via_manager, rolled = async_to_sync(main)()
+        self.assertTrue(created)
+        self.assertEqual(set(many), {False})
+        self.assertEqual((obj.participants, obj.conversions, c2), (21, 1, False))
+        self.assertEqual(summary, {"inserted": 0, "updated": 1, "chunks": 1})
+        self.assertFalse(via_manager)
+        self.assertEqual(rolled, {"inserted": 0, "updated": 0})
+        self.assertEqual(self.log().participants, 24)
+
+
+@unittest.skipUnless(django.VERSION >= (5, 0), "Django 5.0 field features")
+class Django5(Base):
+    def test_default_beats_db_default_as_in_create(self):
+        Model = abmodels.Dj5Counter
+        obj, created = upsert_increment_returning(Model, keys={"name": "a"}, deltas={"n": 1})
+        ref = Model.objects.create(name="ref")
+        ref.refresh_from_db()
+        self.assertEqual((obj.both, obj.only_db), (ref.both, ref.only_db))
+        self.assertEqual((obj.both, obj.only_db), (1, 3))
+
+    def test_auto_now_with_db_default_is_written_on_update(self):
+        Model = abmodels.Dj5Counter
+        obj, _ = upsert_increment_returning(Model, keys={"name": "a"}, deltas={"n": 1})
+        obj2, _ = upsert_increment_returning(Model, keys={"name": "a"}, deltas={"n": 1})
+        self.assertGreater(obj2.stamp, obj.stamp)
+
+    def test_generated_field_converted_by_its_output_field(self):
+        obj, _ = upsert_increment_returning(abmodels.Dj5Counter, keys={"name": "a"}, deltas={"n": 1})
+        self.assertIsInstance(obj.day, datetime.date)
+        self.assertEqual(obj.day, abmodels.Dj5Counter.objects.get(name="a").day)
+
+    def test_nulls_not_distinct_key(self):
+        # what the database has decides (some Django 5.0 pre-releases create
+        # the constraint without NULLS NOT DISTINCT), in both modes
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indnullsnotdistinct FROM pg_index"
+                           " WHERE indexrelid = 'dj5_name'::regclass")
+            not_distinct = cursor.fetchone()[0]
+        for _ in range(3):
+            if not_distinct:
+                upsert_increment(abmodels.Dj5Counter, keys={"name": None}, deltas={"n": 1})
+            else:
+                with self.assertRaises(DatabaseError):
+                    upsert_increment(abmodels.Dj5Counter, keys={"name": None}, deltas={"n": 1})
+        self.assertEqual(list(abmodels.Dj5Counter.objects.values_list("name", "n")),
+                         [(None, 3)] if not_distinct else [])
+
+
+@unittest.skipUnless(hasattr(django.db.models, "CompositePrimaryKey"), "Django 5.2 composite primary keys")
+class CompositePk(Base):
+    def test_pk_of_a_composite_key(self):
+        Model = abmodels.CompositeHit
+        with self.assertRaises(FieldDoesNotExist) as cm:
+            upsert_increment(Model, keys={"pk": (1, DAY)}, deltas={"n": 1})
+        self.assertIn("composite primary key (site, day)", str(cm.exception))
+        upsert_increment(Model, keys={"site": 1, "day": DAY}, deltas={"n": 1})
+        upsert_increment(Model, keys={"site": 1, "day": DAY}, deltas={"n": 1})
+        self.assertEqual(Model.objects.get(site=1, day=DAY).n, 2)

@@ -1,6 +1,10 @@
 import enum
 
+import django
 from django.db import models
+from django.db.models.functions import Now, TruncDate
+
+from upsert_counter_django import UpsertCounterManager
 
 
 class AbTest(models.Model):
@@ -18,6 +22,8 @@ class AbTestHourlyLog(models.Model):
     hour = models.PositiveSmallIntegerField()
     participants = models.PositiveIntegerField(default=0)
     conversions = models.PositiveIntegerField(default=0)
+
+    objects = UpsertCounterManager()
 
     class Meta:
         unique_together = [("ab_test", "version", "date", "hour")]
@@ -62,3 +68,66 @@ class IpHit(models.Model):
     """A counter keyed by an IP address (Django prepares it as a driver adapter)."""
     ip = models.GenericIPAddressField(unique=True)
     n = models.IntegerField(default=0)
+
+
+class Event(models.Model):
+    """A raw event stream, rolled up into AbTestHourlyLog in one statement."""
+    ab_test = models.ForeignKey(AbTest, on_delete=models.CASCADE)
+    version = models.CharField(max_length=9)
+    at = models.DateTimeField()
+    converted = models.BooleanField(default=False)
+    weight = models.IntegerField(null=True)
+
+    objects = UpsertCounterManager()
+
+
+class PartitionedHit(models.Model):
+    """A partitioned table (created by RunSQL): SQL mode cannot tell
+    created from existing rows through its parent."""
+    page = models.CharField(max_length=50, primary_key=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        managed = False
+        db_table = "abtest_partitionedhit"
+
+
+class PageCounter(models.Model):
+    """Several unique constraints: instances in a batch name their key."""
+    site = models.IntegerField()
+    path = models.CharField(max_length=100)
+    slug = models.CharField(max_length=100, unique=True)
+    code = models.CharField(max_length=10, null=True, unique=True)
+    views = models.IntegerField(default=0)
+    title = models.CharField(max_length=100, default="")
+    touched = models.DateTimeField(auto_now=True)
+
+    objects = UpsertCounterManager()
+
+    class Meta:
+        unique_together = [("site", "path")]
+
+
+if django.VERSION >= (5, 0):
+    class Dj5Counter(models.Model):
+        """Django 5 field features: db_default beside default, auto_now
+        with a db_default, a GeneratedField of another type, a unique
+        constraint whose NULLs are not distinct."""
+        name = models.CharField(max_length=20, null=True)
+        n = models.IntegerField(default=0)
+        both = models.IntegerField(default=1, db_default=2)
+        only_db = models.IntegerField(db_default=3)
+        stamp = models.DateTimeField(auto_now=True, db_default=Now())
+        day = models.GeneratedField(expression=TruncDate("stamp"), output_field=models.DateField(),
+                                    db_persist=True)
+
+        class Meta:
+            constraints = [models.UniqueConstraint(fields=["name"], name="dj5_name",
+                                                   nulls_distinct=False)]
+
+if hasattr(models, "CompositePrimaryKey"):    # Django 5.2
+    class CompositeHit(models.Model):
+        pk = models.CompositePrimaryKey("site", "day")
+        site = models.IntegerField()
+        day = models.DateField()
+        n = models.IntegerField(default=0)

@@ -1,0 +1,577 @@
+"""The calls themselves, in both modes.
+
+Extension mode (``CREATE EXTENSION upsert_counter`` in the database): a
+single row is one call of the extension's ``upsert_increment()``; a batch
+chunk is one call of its aggregate (``upsert_increment_rows()`` over a
+``VALUES`` list when every row of the chunk names the same fields, the
+jsonb form otherwise), so the server merges duplicate keys, writes them in
+key order and caches the plan.
+
+SQL mode (no extension: managed PostgreSQL services): the helper writes the
+same ``INSERT ... ON CONFLICT (key columns) DO UPDATE SET n =
+COALESCE(t.n, 0) + EXCLUDED.n`` statement a careful hand would, merges
+duplicate keys of a chunk in Python first (deltas summed, ``assign``: the
+later row wins, ``on_insert``: the earlier) and sends them in key order.
+
+Calls that need what only a generated statement can do (different values
+on create and on update for one field, per-row results) use SQL mode's
+statement in both modes.
+"""
+
+import itertools
+import json
+
+from django.conf import settings
+from django.db import connections, router
+from django.utils import timezone
+
+from ._spec import ROLES, ModelSpec, json_object, sort_key, unwrap_adapter
+
+DEFAULT_CHUNK_SIZE = 1000
+
+MODES = ("extension", "sql")
+
+
+# ---------------------------------------------------------------------------
+# Per-connection state: which mode, where the extension lives
+# ---------------------------------------------------------------------------
+
+class _ConnectionState:
+    """Found once per physical connection (a new connection may reach a
+    database where the extension was created or dropped since)."""
+
+    def __init__(self, raw, wanted, mode, schema, version):
+        self.raw = raw
+        self.wanted = wanted
+        self.mode = mode
+        self.schema = schema            # quoted, for qualified calls
+        self.version = version
+        self.relkinds = {}
+        self.nulls_not_distinct = {}
+        self.specs = {}
+
+
+def _configured_mode(alias):
+    setting = getattr(settings, "UPSERT_COUNTER_MODE", "auto")
+    if isinstance(setting, dict):
+        setting = setting.get(alias, "auto")
+    if setting not in ("auto",) + MODES:
+        raise ValueError("UPSERT_COUNTER_MODE must be \"auto\", \"extension\" or \"sql\"; got %r"
+                         % (setting,))
+    return setting
+
+
+def connection_state(connection):
+    connection.ensure_connection()
+    raw = connection.connection
+    wanted = _configured_mode(connection.alias)
+    state = getattr(connection, "_upsert_counter_state", None)
+    if state is not None and state.raw is raw and state.wanted == wanted:
+        return state
+    schema = version = None
+    if wanted != "sql":
+        # the driver's own cursor, as Django's init_connection_state(): a
+        # catalog look-up once per connection, not one of the app's queries
+        cursor = raw.cursor()
+        try:
+            cursor.execute(
+                "SELECT n.nspname, e.extversion FROM pg_catalog.pg_extension e"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+                " WHERE e.extname = 'upsert_counter'")
+            found = cursor.fetchone()
+        finally:
+            cursor.close()
+        if found:
+            schema, version = connection.ops.quote_name(found[0]), found[1]
+        elif wanted == "extension":
+            from django.core.exceptions import ImproperlyConfigured
+            raise ImproperlyConfigured(
+                "UPSERT_COUNTER_MODE is \"extension\" but the upsert_counter extension is not "
+                "installed in database %r: run CREATE EXTENSION upsert_counter there, or use "
+                "\"auto\"" % connection.alias)
+    mode = "extension" if schema is not None else "sql"
+    state = _ConnectionState(raw, wanted, mode, schema, version)
+    connection._upsert_counter_state = state
+    return state
+
+
+def mode(using="default"):
+    """The mode the helper uses on database alias ``using``:
+    ``"extension"`` or ``"sql"``."""
+    return connection_state(connections[using]).mode
+
+
+def _spec(model, connection, state):
+    spec = state.specs.get(model)
+    if spec is None:
+        spec = state.specs[model] = ModelSpec(model, connection)
+    return spec
+
+
+def _open(model, using):
+    """The alias, its connection, its state (mode; found on first use of a
+    connection) and the model's spec."""
+    db = using or router.db_for_write(model)
+    connection = connections[db]
+    state = connection_state(connection)
+    return db, connection, state, _spec(model, connection, state)
+
+
+def _partitioned(connection, state, spec):
+    """SQL mode cannot read xmax through a partitioned parent: such targets
+    report created as None.  A catalog look-up once per table and
+    connection, on the driver's cursor as connection_state()'s."""
+    kind = state.relkinds.get(spec.table)
+    if kind is None:
+        cursor = state.raw.cursor()
+        try:
+            cursor.execute("SELECT c.relkind FROM pg_catalog.pg_class c"
+                           " WHERE c.oid = %s::pg_catalog.regclass", [spec.table])
+            kind = state.relkinds[spec.table] = cursor.fetchone()[0]
+        finally:
+            cursor.close()
+    return kind == "p"
+
+
+def _has_rows_aggregate(state):
+    return tuple(int(p) for p in state.version.split(".")[:2]) >= (1, 2)
+
+
+# ---------------------------------------------------------------------------
+# One row, encoded
+# ---------------------------------------------------------------------------
+
+class Row:
+    """One call's values, prepared: per role a tuple of Columns and a tuple
+    of prepared values; ``update`` holds update-only values (Django's
+    ``defaults`` beside ``create_defaults``)."""
+
+    __slots__ = ("cols", "vals", "update_cols", "update_vals")
+
+    def __init__(self, cols, vals, update_cols=(), update_vals=()):
+        self.cols = cols
+        self.vals = vals
+        self.update_cols = update_cols
+        self.update_vals = update_vals
+
+    def key_identity(self):
+        return (tuple(c.column for c in self.cols[0]),
+                tuple(unwrap_adapter(v) for v in self.vals[0]))
+
+
+class _Codec:
+    """How rows naming the same field names in the same order are encoded:
+    built once per such shape within a call."""
+
+    def __init__(self, spec, names, now):
+        # a column in two roles is the database's error (42701), in both modes
+        cols = []
+        named = set()
+        for role, role_names in zip(ROLES, names):
+            role_cols = spec.columns(role_names, role)
+            named.update(c.column for c in role_cols)
+            cols.append(role_cols)
+        self.names = names
+        self.key_cols = tuple(cols[0])
+        self.delta_cols = tuple(cols[1])
+        on_insert_implicit, always_implicit = spec.implicit(named)
+        self.assign_cols = tuple(cols[2]) + tuple(c for c, _ in always_implicit)
+        self.insert_cols = tuple(cols[3]) + tuple(c for c, _ in on_insert_implicit)
+        # auto_now values are one per call (one statement); callable
+        # defaults are called per row, as Model.save() would
+        self.always_values = tuple(fn(now) for _, fn in always_implicit)
+        self.insert_fns = tuple(fn for _, fn in on_insert_implicit)
+        self.now = now
+        self.cols = (self.key_cols, self.delta_cols, self.assign_cols, self.insert_cols)
+
+    def encode(self, keys, deltas, assign, on_insert):
+        names = self.names
+        kv = tuple(c.prepare(keys[n]) for c, n in zip(self.key_cols, names[0]))
+        dv = tuple(c.prepare_delta(deltas[n], n) for c, n in zip(self.delta_cols, names[1]))
+        av = tuple(c.prepare(assign[n]) for c, n in zip(self.assign_cols, names[2])) \
+            + self.always_values
+        ov = tuple(c.prepare(on_insert[n]) for c, n in zip(self.insert_cols, names[3])) \
+            + tuple(fn(self.now) for fn in self.insert_fns)
+        return Row(self.cols, (kv, dv, av, ov))
+
+
+class _Encoder:
+    def __init__(self, spec):
+        self.spec = spec
+        self.codecs = {}
+        # one "now" per call for every auto_now/auto_now_add value
+        self.now = timezone.now()
+
+    def row(self, keys, deltas=None, assign=None, on_insert=None):
+        keys = keys or {}
+        deltas = deltas or {}
+        assign = assign or {}
+        on_insert = on_insert or {}
+        shape = (tuple(keys), tuple(deltas), tuple(assign), tuple(on_insert))
+        codec = self.codecs.get(shape)
+        if codec is None:
+            codec = self.codecs[shape] = _Codec(self.spec, shape, self.now)
+        return codec.encode(keys, deltas, assign, on_insert)
+
+
+# ---------------------------------------------------------------------------
+# Statements
+# ---------------------------------------------------------------------------
+
+_XMAX_INSERTED = "(t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)"
+
+
+def _upsert_sql(spec, cols, nrows, partitioned, update_cols=(), returning_rows=False,
+                order_source=None):
+    """INSERT ... ON CONFLICT for rows of one shape: VALUES placeholders for
+    ``nrows`` rows, or ``order_source`` (a SELECT text) instead."""
+    key_cols, delta_cols, assign_cols, insert_cols = cols
+    targets = key_cols + delta_cols + assign_cols + insert_cols
+    sql = ["INSERT INTO ", spec.table, " AS t (", ", ".join(c.quoted for c in targets), ") "]
+    if order_source is not None:
+        sql.append(order_source)
+    else:
+        one = "(" + ", ".join(["%s"] * len(targets)) + ")"
+        sql.append("VALUES " + ", ".join([one] * nrows))
+    sets = ["%s = COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s" % (c.quoted, c.quoted, c.quoted)
+            for c in delta_cols]
+    sets += ["%s = EXCLUDED.%s" % (c.quoted, c.quoted) for c in assign_cols]
+    sets += ["%s = %%s" % c.quoted for c in update_cols]
+    sql.append(" ON CONFLICT (" + ", ".join(c.quoted for c in key_cols) + ") ")
+    sql.append("DO UPDATE SET " + ", ".join(sets) if sets else "DO NOTHING")
+    inserted = "NULL::pg_catalog.bool" if partitioned else _XMAX_INSERTED
+    if returning_rows:
+        sql.append(" RETURNING " + spec.returning_list() + ", " + inserted)
+    else:
+        sql.append(" RETURNING " + inserted)
+    return "".join(sql)
+
+
+def _merge(rows):
+    """Rows of one chunk merged by key, as the extension merges them:
+    deltas summed, assign: the later row wins, on_insert: the earlier.
+    Returns the merged rows sorted by key."""
+    merged = {}
+    for row in rows:
+        ident = row.key_identity()
+        have = merged.get(ident)
+        if have is None:
+            merged[ident] = [row.cols[0], row.vals[0],
+                             dict(zip(row.cols[1], row.vals[1])),
+                             dict(zip(row.cols[2], row.vals[2])),
+                             dict(zip(row.cols[3], row.vals[3]))]
+            continue
+        deltas = have[2]
+        for c, v in zip(row.cols[1], row.vals[1]):
+            deltas[c] = deltas[c] + v if c in deltas else v
+        have[3].update(zip(row.cols[2], row.vals[2]))
+        for c, v in zip(row.cols[3], row.vals[3]):
+            have[4].setdefault(c, v)
+    out = []
+    for ident in sorted(merged, key=lambda i: (i[0], sort_key(i[1]))):
+        key_cols, key_vals, deltas, assign, on_insert = merged[ident]
+        # rows of different shapes: a column one row adds to or assigns is
+        # not also written by another's insert-only value (an unnamed
+        # field's default is one); a column left in two roles (a delta in one
+        # row, assigned in another) is the statement's 42701
+        for c in list(on_insert):
+            if c in deltas or c in assign:
+                del on_insert[c]
+        cols = (key_cols, tuple(sorted(deltas, key=lambda c: c.column)),
+                tuple(sorted(assign, key=lambda c: c.column)),
+                tuple(sorted(on_insert, key=lambda c: c.column)))
+        out.append(Row(cols, (key_vals, tuple(deltas[c] for c in cols[1]),
+                              tuple(assign[c] for c in cols[2]),
+                              tuple(on_insert[c] for c in cols[3]))))
+    return out
+
+
+def _refuse_null_keys(state, spec, row):
+    """SQL mode: a NULL key never conflicts under a NULLS DISTINCT unique
+    index, so the statement would insert a new row each time; the
+    extension refuses it (22004), and so does this, unless the table has a
+    NULLS NOT DISTINCT unique index on exactly the key columns (asked of
+    the catalog, not the model: the model may say more than the database
+    has)."""
+    if None not in row.vals[0]:
+        return
+    columns = tuple(sorted(c.column for c in row.cols[0]))
+    key = (spec.table, columns)
+    allowed = state.nulls_not_distinct.get(key)
+    if allowed is None:
+        allowed = False
+        if spec.connection.pg_version >= 150000:
+            cursor = state.raw.cursor()
+            try:
+                cursor.execute(
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i"
+                    " WHERE i.indrelid = %s::pg_catalog.regclass AND i.indisunique"
+                    " AND i.indnullsnotdistinct AND i.indpred IS NULL AND i.indexprs IS NULL"
+                    " AND i.indnkeyatts = %s AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text"
+                    " ORDER BY a.attname) FROM pg_catalog.pg_attribute a"
+                    " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))"
+                    " OPERATOR(pg_catalog.=) %s::pg_catalog.text[])",
+                    [spec.table, len(columns), list(columns)])
+                allowed = cursor.fetchone()[0]
+            finally:
+                cursor.close()
+        state.nulls_not_distinct[key] = allowed
+    if not allowed:
+        from django.db.utils import IntegrityError
+        raise IntegrityError(
+            "a key value is None and %s has no unique index on (%s) whose NULLs are not "
+            "distinct: the row would never match an existing one"
+            % (spec.meta.db_table, ", ".join(columns)))
+
+
+def _flat(row):
+    return row.vals[0] + row.vals[1] + row.vals[2] + row.vals[3]
+
+
+def _run_single_sql(connection, state, spec, row, returning_rows):
+    """One row through a generated statement; returns (created, row or None)."""
+    _refuse_null_keys(state, spec, row)
+    partitioned = _partitioned(connection, state, spec)
+    sql = _upsert_sql(spec, row.cols, 1, partitioned, row.update_cols, returning_rows)
+    params = list(_flat(row)) + list(row.update_vals)
+    with connection.cursor() as cursor:
+        for _ in range(5):
+            cursor.execute(sql, params)
+            got = cursor.fetchone()
+            if got is not None:
+                return got[-1], got[:-1]
+            if not returning_rows:
+                return False, None     # DO NOTHING: the row existed
+            # get-or-create on an existing row: read it (a later snapshot
+            # sees the row the conflict was with); retry if it was deleted
+            where = " AND ".join("t.%s = %%s" % c.quoted for c in row.cols[0])
+            cursor.execute("SELECT %s FROM %s AS t WHERE %s" % (spec.returning_list(), spec.table, where),
+                           list(row.vals[0]))
+            found = cursor.fetchone()
+            if found is not None:
+                return False, found
+    from django.db.utils import OperationalError
+    raise OperationalError("the row was deleted concurrently five times; giving up")
+
+
+# ---------------------------------------------------------------------------
+# Public calls (sync); __init__ documents them
+# ---------------------------------------------------------------------------
+
+def _single(model, keys, deltas, assign, on_insert, defaults, create_defaults, using):
+    db, connection, state, spec = _open(model, using)
+    encoder = _Encoder(spec)
+    if defaults is not None and assign is not None:
+        raise ValueError("pass assign or defaults, not both (defaults is Django's name for assign)")
+    if create_defaults is not None and on_insert is not None:
+        raise ValueError("pass on_insert or create_defaults, not both")
+    if create_defaults is None:
+        row = encoder.row(keys, deltas, assign if defaults is None else defaults, on_insert)
+    else:
+        # Django's semantics: create_defaults on create, defaults on update
+        row = encoder.row(keys, deltas, None, create_defaults)
+        update = spec.columns(list(defaults or {}), "defaults")
+        row.update_cols = tuple(update)
+        row.update_vals = tuple(c.prepare(defaults[n]) for c, n in zip(update, defaults or {}))
+        taken = {c.column for cols in row.cols[:3] for c in cols}
+        for c in update:
+            if c.column in taken:
+                raise ValueError("defaults names column %r, which the call also names in keys, "
+                                 "deltas or assign" % c.column)
+    return db, connection, state, spec, row
+
+
+def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, *,
+                     defaults=None, create_defaults=None, using=None):
+    db, connection, state, spec, row = _single(model, keys, deltas, assign, on_insert,
+                                               defaults, create_defaults, using)
+    if state.mode == "sql" or row.update_cols:
+        return _run_single_sql(connection, state, spec, row, False)[0]
+    args = [json_object(cols, vals) for cols, vals in zip(row.cols, row.vals)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s.upsert_increment(%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, "
+            "%%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb)::pg_catalog.text"
+            % state.schema, [spec.table, *args])
+        result = json.loads(cursor.fetchone()[0])
+    if result.get("inserted") is None:
+        return None     # commit mode: known at commit
+    return result["inserted"] == 1
+
+
+def upsert_increment_returning(model, keys, deltas=None, assign=None, on_insert=None, *,
+                               defaults=None, create_defaults=None, using=None):
+    db, connection, state, spec, row = _single(model, keys, deltas, assign, on_insert,
+                                               defaults, create_defaults, using)
+    if state.mode == "sql" or row.update_cols:
+        created, values = _run_single_sql(connection, state, spec, row, True)
+        return spec.instance_from_row(values, db), created
+    args = [json_object(cols, vals) for cols, vals in zip(row.cols, row.vals)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inserted, new_row::pg_catalog.text FROM %s.upsert_increment_returning("
+            "%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb, "
+            "%%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb)" % state.schema, [spec.table, *args])
+        created, new_row = cursor.fetchone()
+    return spec.instance_from_json(new_row, db), created
+
+
+def _instance_rows(spec, rows, delta_fields, unique_fields, update_fields):
+    """Model instances in a batch, as bulk_create(update_conflicts=True)
+    takes them: ``unique_fields`` are the key (inferred when the model has
+    exactly one unique constraint), ``delta_fields`` are added,
+    ``update_fields`` written on insert and update, every other field
+    (after its pre_save(), as bulk_create does) on insert only."""
+    if delta_fields is None:
+        raise ValueError("model instances in a batch need delta_fields=[...]: the fields to add")
+    if unique_fields is None:
+        unique_fields = _only_unique_key(spec)
+    unique = [spec.column(n) for n in unique_fields]
+    deltas = [spec.column(n) for n in delta_fields]
+    update = [spec.column(n) for n in (update_fields or ())]
+    named = {c.column for c in unique + deltas + update}
+    rest = [c for c in spec.concrete if c.column not in named
+            and not getattr(c.field, "generated", False)
+            and not (c.field.primary_key and c.field.get_internal_type() in
+                     ("AutoField", "BigAutoField", "SmallAutoField"))]
+    for obj in rows:
+        if not isinstance(obj, spec.model):
+            yield obj
+            continue
+        on_insert = {}
+        for c in rest:
+            value = c.field.pre_save(obj, True)
+            if type(value).__name__ == "DatabaseDefault":
+                continue        # Django 5's db_default placeholder: the database's
+            on_insert[c.field.attname] = value
+        yield {"keys": {c.field.attname: getattr(obj, c.field.attname) for c in unique},
+               "deltas": {c.field.attname: getattr(obj, c.field.attname) for c in deltas},
+               "assign": {c.field.attname: c.field.pre_save(obj, True) for c in update},
+               "on_insert": on_insert}
+
+
+def _only_unique_key(spec):
+    meta = spec.meta
+    candidates = []
+    for f in meta.concrete_fields:
+        if f.unique and not f.primary_key:
+            candidates.append((f.name,))
+    for fields in meta.unique_together:
+        candidates.append(tuple(fields))
+    for c in getattr(meta, "constraints", ()):
+        if type(c).__name__ == "UniqueConstraint" and c.fields and c.condition is None \
+                and not getattr(c, "expressions", None):
+            candidates.append(tuple(c.fields))
+    if len(candidates) != 1:
+        raise ValueError("%s has %d unique constraints besides its primary key: pass "
+                         "unique_fields=[...] to say which one is the key"
+                         % (meta.object_name, len(candidates)))
+    return candidates[0]
+
+
+def _rows(rows):
+    for row in rows:
+        if isinstance(row, dict):
+            unknown = set(row) - {"keys", "deltas", "assign", "on_insert"}
+            if unknown or "keys" not in row:
+                raise ValueError("a row dict takes keys, deltas, assign and on_insert; got %s"
+                                 % sorted(row))
+            yield row["keys"], row.get("deltas"), row.get("assign"), row.get("on_insert")
+        else:
+            keys, deltas = row
+            yield keys, deltas, None, None
+
+
+def upsert_increment_many(model, rows, *, using=None, chunk_size=DEFAULT_CHUNK_SIZE,
+                          results=False, delta_fields=None, unique_fields=None,
+                          update_fields=None):
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    db, connection, state, spec = _open(model, using)
+    encoder = _Encoder(spec)
+    source = _rows(_instance_rows(spec, rows, delta_fields, unique_fields, update_fields)
+                   if delta_fields is not None or unique_fields is not None else rows)
+    inserted, deferred, chunks = 0, 0, 0
+    partial = False
+    keys_seen = set()
+    out = []
+    generated = results or state.mode == "sql"
+    partitioned = _partitioned(connection, state, spec) if generated else False
+    with connection.cursor() as cursor:
+        while True:
+            chunk = [encoder.row(*r) for r in itertools.islice(source, chunk_size)]
+            if not chunk:
+                break
+            chunks += 1
+            if generated:
+                merged = _merge(chunk)
+                groups = {}
+                for row in merged:
+                    _refuse_null_keys(state, spec, row)
+                    groups.setdefault(tuple(tuple(c.column for c in cols) for cols in row.cols),
+                                      []).append(row)
+                for shape in sorted(groups):
+                    group = groups[shape]
+                    sql = _upsert_sql(spec, group[0].cols, len(group), partitioned,
+                                      returning_rows=results)
+                    params = [v for row in group for v in _flat(row)]
+                    if results:
+                        cursor.execute(sql, params)
+                        for values in cursor.fetchall():
+                            out.append((spec.instance_from_row(values[:-1], db), values[-1]))
+                        continue
+                    cursor.execute("WITH w(ins) AS (%s) SELECT pg_catalog.count(*) FILTER "
+                                   "(WHERE w.ins), pg_catalog.count(*) FILTER (WHERE w.ins IS NULL) "
+                                   "FROM w" % sql, params)
+                    ins, unknown = cursor.fetchone()
+                    inserted += ins
+                    partial = partial or unknown > 0
+                keys_seen.update(i for i in (r.key_identity() for r in merged))
+                continue
+            keys_seen.update(r.key_identity() for r in chunk)
+            result = _extension_chunk(cursor, state, spec, chunk)
+            if result.get("inserted") is None:
+                deferred += result.get("deferred") or 0
+            else:
+                inserted += result["inserted"]
+    if results:
+        return out
+    if deferred:
+        return {"inserted": None, "updated": None, "deferred": deferred, "chunks": chunks}
+    if partial:     # a partitioned target in SQL mode: xmax is not available
+        return {"inserted": None, "updated": None, "chunks": chunks}
+    return {"inserted": inserted, "updated": len(keys_seen) - inserted, "chunks": chunks}
+
+
+def _extension_chunk(cursor, state, spec, chunk):
+    """One chunk as one aggregate call: typed rows when they all have one
+    shape (no JSON per row), the jsonb form otherwise."""
+    first = chunk[0].cols
+    if _has_rows_aggregate(state) and all(r.cols is first or r.cols == first for r in chunk):
+        cols = first[0] + first[1] + first[2] + first[3]
+        names = ", ".join(c.quoted for c in cols)
+        one = "(" + ", ".join(["%s"] * (len(cols) + 1)) + ")"
+        values = ", ".join([one] * len(chunk))
+        params = [spec.table] + [[c.column for c in role] for role in first[1:]]
+        for i, row in enumerate(chunk):
+            params.append(i)
+            params.extend(_flat(row))
+        # ORDER BY the caller's order: assign keeps the later row, on_insert
+        # the earlier
+        cursor.execute(
+            "SELECT %s.upsert_increment_rows(%%s::pg_catalog.regclass, r, %%s::pg_catalog.text[], "
+            "%%s::pg_catalog.text[], %%s::pg_catalog.text[] ORDER BY v.\"upsert_counter ord\")::pg_catalog.text "
+            "FROM (VALUES %s) AS v(\"upsert_counter ord\", %s), LATERAL (SELECT %s) AS r"
+            % (state.schema, values, names, ", ".join("v." + c.quoted for c in cols)), params)
+        return json.loads(cursor.fetchone()[0])
+    encoded = [[json_object(cols, vals) for cols, vals in zip(r.cols, r.vals)]
+               for r in chunk]
+    cursor.execute(
+        "SELECT %s.upsert_increment(%%s::pg_catalog.regclass, k, d, a, o ORDER BY ord)::pg_catalog.text"
+        " FROM ROWS FROM (pg_catalog.unnest(%%s::pg_catalog.text[]::pg_catalog.jsonb[]),"
+        " pg_catalog.unnest(%%s::pg_catalog.text[]::pg_catalog.jsonb[]),"
+        " pg_catalog.unnest(%%s::pg_catalog.text[]::pg_catalog.jsonb[]),"
+        " pg_catalog.unnest(%%s::pg_catalog.text[]::pg_catalog.jsonb[]))"
+        " WITH ORDINALITY AS r(k, d, a, o, ord)"
+        % state.schema, [spec.table] + [list(col) for col in zip(*encoded)])
+    return json.loads(cursor.fetchone()[0])
