@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 
-from ._spec import ROLES, ModelSpec, json_object, sort_key, unwrap_adapter
+from ._spec import ROLES, ModelSpec, array_literal, json_object, sort_key, unwrap_adapter
 
 DEFAULT_CHUNK_SIZE = 1000
 
@@ -146,17 +146,26 @@ class Row:
     of prepared values; ``update`` holds update-only values (Django's
     ``defaults`` beside ``create_defaults``)."""
 
-    __slots__ = ("cols", "vals", "update_cols", "update_vals")
+    __slots__ = ("cols", "vals", "update_cols", "update_vals", "codec")
 
-    def __init__(self, cols, vals, update_cols=(), update_vals=()):
+    def __init__(self, cols, vals, update_cols=(), update_vals=(), codec=None):
         self.cols = cols
         self.vals = vals
         self.update_cols = update_cols
         self.update_vals = update_vals
+        self.codec = codec
 
     def key_identity(self):
+        """The key as a hashable value: equal for equal keys."""
+        codec = self.codec
+        if codec is not None and codec.key_plain:
+            return (codec.key_columns, self.vals[0])
         return (tuple(c.column for c in self.cols[0]),
-                tuple(unwrap_adapter(v) for v in self.vals[0]))
+                tuple(_hashable(unwrap_adapter(v)) for v in self.vals[0]))
+
+
+def _hashable(v):
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
 class _Codec:
@@ -171,28 +180,40 @@ class _Codec:
             role_cols = spec.columns(role_names, role)
             named.update(c.column for c in role_cols)
             cols.append(role_cols)
-        self.names = names
         self.key_cols = tuple(cols[0])
+        self.key_columns = tuple(c.column for c in cols[0])
+        self.key_plain = all(c.plain for c in cols[0])
         self.delta_cols = tuple(cols[1])
         on_insert_implicit, always_implicit = spec.implicit(named)
-        self.assign_cols = tuple(cols[2]) + tuple(c for c, _ in always_implicit)
-        self.insert_cols = tuple(cols[3]) + tuple(c for c, _ in on_insert_implicit)
-        # auto_now values are one per call (one statement); callable
-        # defaults are called per row, as Model.save() would
-        self.always_values = tuple(fn(now) for _, fn in always_implicit)
-        self.insert_fns = tuple(fn for _, fn in on_insert_implicit)
+        per_call = [(c, fn) for c, fn, per_row in on_insert_implicit if not per_row]
+        per_row = [(c, fn) for c, fn, per_row in on_insert_implicit if per_row]
+        self.assign_cols = tuple(cols[2]) + tuple(c for c, _, _ in always_implicit)
+        self.insert_cols = tuple(cols[3]) + tuple(c for c, _ in per_call + per_row)
+        # auto_now, auto_now_add and constant defaults: one value per call
+        # (one statement); callable defaults are called per row, as
+        # Model.save() would
+        self.always_values = tuple(fn(now) for _, fn, _ in always_implicit)
+        self.insert_values = tuple(fn(now) for _, fn in per_call)
+        self.insert_fns = tuple(fn for _, fn in per_row)
         self.now = now
         self.cols = (self.key_cols, self.delta_cols, self.assign_cols, self.insert_cols)
+        self.key_pairs = [(c.prepare, n) for c, n in zip(cols[0], names[0])]
+        self.delta_pairs = [(c.prepare_delta, n) for c, n in zip(cols[1], names[1])]
+        self.assign_pairs = [(c.prepare, n) for c, n in zip(cols[2], names[2])]
+        self.insert_pairs = [(c.prepare, n) for c, n in zip(cols[3], names[3])]
+        # the caller's order matters to the merge only for values it names
+        self.ordered = bool(names[2] or names[3])
 
     def encode(self, keys, deltas, assign, on_insert):
-        names = self.names
-        kv = tuple(c.prepare(keys[n]) for c, n in zip(self.key_cols, names[0]))
-        dv = tuple(c.prepare_delta(deltas[n], n) for c, n in zip(self.delta_cols, names[1]))
-        av = tuple(c.prepare(assign[n]) for c, n in zip(self.assign_cols, names[2])) \
-            + self.always_values
-        ov = tuple(c.prepare(on_insert[n]) for c, n in zip(self.insert_cols, names[3])) \
-            + tuple(fn(self.now) for fn in self.insert_fns)
-        return Row(self.cols, (kv, dv, av, ov))
+        kv = tuple([prep(keys[n]) for prep, n in self.key_pairs])
+        dv = tuple([prep(deltas[n], n) for prep, n in self.delta_pairs])
+        av = tuple([prep(assign[n]) for prep, n in self.assign_pairs]) + self.always_values \
+            if self.assign_pairs else self.always_values
+        ov = tuple([prep(on_insert[n]) for prep, n in self.insert_pairs]) + self.insert_values \
+            if self.insert_pairs else self.insert_values
+        if self.insert_fns:
+            ov = ov + tuple([fn(self.now) for fn in self.insert_fns])
+        return Row(self.cols, (kv, dv, av, ov), codec=self)
 
 
 class _Encoder:
@@ -544,26 +565,35 @@ def upsert_increment_many(model, rows, *, using=None, chunk_size=DEFAULT_CHUNK_S
 
 
 def _extension_chunk(cursor, state, spec, chunk):
-    """One chunk as one aggregate call: typed rows when they all have one
-    shape (no JSON per row), the jsonb form otherwise."""
+    """One chunk as one aggregate call.  When every row has one shape:
+    upsert_increment_rows() over one text[] per column (each value read by
+    its column type's input function; no JSON, no per-value SQL literal to
+    parse), else the jsonb form."""
     first = chunk[0].cols
     if _has_rows_aggregate(state) and all(r.cols is first or r.cols == first for r in chunk):
         cols = first[0] + first[1] + first[2] + first[3]
-        names = ", ".join(c.quoted for c in cols)
-        one = "(" + ", ".join(["%s"] * (len(cols) + 1)) + ")"
-        values = ", ".join([one] * len(chunk))
-        params = [spec.table] + [[c.column for c in role] for role in first[1:]]
-        for i, row in enumerate(chunk):
-            params.append(i)
-            params.extend(_flat(row))
-        # ORDER BY the caller's order: assign keeps the later row, on_insert
-        # the earlier
-        cursor.execute(
-            "SELECT %s.upsert_increment_rows(%%s::pg_catalog.regclass, r, %%s::pg_catalog.text[], "
-            "%%s::pg_catalog.text[], %%s::pg_catalog.text[] ORDER BY v.\"upsert_counter ord\")::pg_catalog.text "
-            "FROM (VALUES %s) AS v(\"upsert_counter ord\", %s), LATERAL (SELECT %s) AS r"
-            % (state.schema, values, names, ", ".join("v." + c.quoted for c in cols)), params)
-        return json.loads(cursor.fetchone()[0])
+        columns = list(zip(*[_flat(r) for r in chunk]))
+        arrays = [array_literal(column) for column in columns]
+        if None not in arrays:
+            names = ", ".join(c.quoted for c in cols)
+            unnest = ", ".join(["pg_catalog.unnest(%s::pg_catalog.text[])"] * len(cols))
+            params = [spec.table] + [[c.column for c in role] for role in first[1:]] + arrays
+            if chunk[0].codec is not None and chunk[0].codec.ordered:
+                # ORDER BY the caller's order: assign keeps the later row,
+                # on_insert the earlier
+                sql = ("SELECT %s.upsert_increment_rows(%%s::pg_catalog.regclass, r, "
+                       "%%s::pg_catalog.text[], %%s::pg_catalog.text[], %%s::pg_catalog.text[] "
+                       "ORDER BY u.\"upsert_counter ord\")::pg_catalog.text "
+                       "FROM ROWS FROM (%s) WITH ORDINALITY AS u(%s, \"upsert_counter ord\"), "
+                       "LATERAL (SELECT %s) AS r"
+                       % (state.schema, unnest, names, ", ".join("u." + c.quoted for c in cols)))
+            else:
+                sql = ("SELECT %s.upsert_increment_rows(%%s::pg_catalog.regclass, r, "
+                       "%%s::pg_catalog.text[], %%s::pg_catalog.text[], %%s::pg_catalog.text[])"
+                       "::pg_catalog.text FROM ROWS FROM (%s) AS r(%s)"
+                       % (state.schema, unnest, names))
+            cursor.execute(sql, params)
+            return json.loads(cursor.fetchone()[0])
     encoded = [[json_object(cols, vals) for cols, vals in zip(r.cols, r.vals)]
                for r in chunk]
     cursor.execute(

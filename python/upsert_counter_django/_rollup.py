@@ -16,7 +16,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ._core import _open, _partitioned, _upsert_sql, _XMAX_INSERTED  # noqa: F401
+from ._core import _open, _partitioned, _upsert_sql
 
 
 def _expr(value):
@@ -45,11 +45,11 @@ def upsert_rollup(target, queryset, keys, deltas, assign=None, *, using=None):
 
     named = {c.column for c in key_cols + delta_cols + assign_cols}
     on_insert_implicit, always_implicit = spec.implicit(named)
-    insert_cols = [c for c, _ in on_insert_implicit]
-    always_cols = [c for c, _ in always_implicit]
+    insert_cols = [c for c, _, _ in on_insert_implicit]
+    always_cols = [c for c, _, _ in always_implicit]
     # one value per statement for defaults and auto_now
     now = timezone.now()
-    implicit_params = [fn(now) for _, fn in always_implicit] + [fn(now) for _, fn in on_insert_implicit]
+    implicit_params = [fn(now) for _, fn, _ in always_implicit] + [fn(now) for _, fn, _ in on_insert_implicit]
     select = ["s.uc_k%d" % i for i in range(len(key_cols))] + \
         ["s.uc_d%d" % i for i in range(len(delta_cols))] + \
         ["s.uc_a%d" % i for i in range(len(assign_cols))] + \

@@ -15,7 +15,6 @@ import math
 import uuid
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import NOT_PROVIDED
 from django.utils import timezone
 
 ROLES = ("keys", "deltas", "assign", "on_insert")
@@ -36,6 +35,8 @@ _AS_IS = {
 }
 for _kind in _INTEGER_FIELDS:
     _AS_IS[_kind] = int
+_PLAIN_KINDS = frozenset(_AS_IS) | {"DateTimeField", "DecimalField", "FloatField",
+                                    "TimeField", "DurationField", "BigIntegerField"}
 
 
 class Column:
@@ -44,7 +45,7 @@ class Column:
     column name."""
 
     __slots__ = ("field", "target", "column", "quoted", "kind", "as_is", "is_json",
-                 "is_integer", "spec")
+                 "is_integer", "plain", "spec")
 
     def __init__(self, spec, field):
         self.spec = spec
@@ -59,6 +60,9 @@ class Column:
         self.as_is = _AS_IS.get(self.kind)
         self.is_json = self.kind == "JSONField"
         self.is_integer = self.kind in _INTEGER_FIELDS
+        # prepared values are hashable plain Python values (not driver
+        # adapters or lists): usable as they are to compare keys
+        self.plain = self.kind in _PLAIN_KINDS
 
     def prepare(self, value):
         """Django's database value for this column (what the driver sends)."""
@@ -162,6 +166,56 @@ def json_object(columns, values):
                            for c, v in zip(columns, values)) + "}"
 
 
+def _quote_element(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_ELEMENT_TEXT = {
+    int: str,
+    str: _quote_element,
+    bool: lambda v: "t" if v else "f",
+    decimal.Decimal: lambda v: _quote_element(str(v)),
+    float: repr,
+    datetime.date: lambda v: v.isoformat(),
+    datetime.datetime: lambda v: _quote_element(v.isoformat()),
+    datetime.time: lambda v: v.isoformat(),
+    uuid.UUID: str,
+    datetime.timedelta: lambda v: _quote_element(
+        "%d microseconds" % ((v.days * 86400 + v.seconds) * 1000000 + v.microseconds)),
+    bytes: lambda v: _quote_element("\\x" + v.hex()),
+}
+
+
+def array_literal(values):
+    """A text[] literal of prepared values, each as the column type's input
+    function reads it (ISO dates in any DateStyle, exact decimals), or None
+    when a value has no such form here (a list, a range): the caller then
+    sends the values another way."""
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("NULL")
+            continue
+        fn = _ELEMENT_TEXT.get(type(v))
+        if fn is None:
+            v = unwrap_adapter(v)
+            if isinstance(v, str):
+                fn = _quote_element
+            elif isinstance(v, enum.Enum):
+                v = v.value
+                fn = _ELEMENT_TEXT.get(type(v))
+            elif isinstance(v, bool):
+                fn = _ELEMENT_TEXT[bool]
+            elif isinstance(v, int):
+                fn = str
+            if fn is None:
+                return None
+        if type(v) is float and not math.isfinite(v):
+            return None
+        parts.append(fn(v))
+    return "{" + ",".join(parts) + "}"
+
+
 def sort_key(values):
     """A total order on key tuples (None first), the same in every process."""
     return tuple((v is not None, v) for v in values)
@@ -245,7 +299,8 @@ class ModelSpec:
     def implicit(self, named):
         """For the set of columns a call names: (insert-only providers,
         every-call providers), each a list of (Column, function of the
-        call's ``now`` returning the prepared value).  As Model.save() decides, in Django's order:
+        call's ``now`` returning the prepared value, whether it is called
+        per row: a callable default) .  As Model.save() decides, in Django's order:
         generated fields and the auto primary key are the database's;
         ``auto_now`` (every save) and ``auto_now_add`` (insert) are
         Python's now; a ``default`` is Python's (also when the field has a
@@ -269,13 +324,13 @@ class ModelSpec:
             if auto_now or auto_now_add:
                 kind = field.get_internal_type()
                 fn = _now_function(kind, col)
-                (always if auto_now else on_insert).append((col, fn))
+                (always if auto_now else on_insert).append((col, fn, False))
             elif field.has_default():
                 if callable(field.default):
-                    on_insert.append((col, _call_default(col)))
+                    on_insert.append((col, _call_default(col), True))
                 else:
                     value = col.prepare(field.get_default())
-                    on_insert.append((col, lambda now, value=value: value))
+                    on_insert.append((col, lambda now, value=value: value, False))
             # else: db_default, a column DEFAULT, or NULL: the database's
         cached = (on_insert, always)
         self._implicit[key] = cached
