@@ -1,14 +1,25 @@
 #!/usr/bin/python3
-"""upsert_increment() against update_or_create through the Django ORM.
+"""The Django helper against what Django code does today, through the ORM.
 
     /usr/bin/python3 python/tests/bench_django.py [--threads 8] [--calls 500] [--keys 4]
+                                                  [--rows 100000] [--rounds 3]
 
-The same workload both ways: THREADS threads, each CALLS increments spread
-over KEYS hourly-log rows, autocommit.  update_or_create cannot increment,
-so it is used as Django code does for counters: inside atomic(), lock the
-row with update_or_create (SELECT ... FOR UPDATE, then UPDATE or INSERT) and
-save the incremented value.  Prints calls/s for each and the ratio; the
-totals are checked.  Uses the test settings (PGHOST, PGPORT, PGUSER) and a
+Single rows: THREADS threads, each CALLS increments over KEYS hourly-log
+rows (they exist: every way takes the update path), autocommit, in the same
+run:
+  helper (extension)  upsert_increment() with the extension
+  helper (SQL mode)   upsert_increment() generating the statement itself
+  wagtail raw SQL     wagtail-ab-testing's own INSERT ... ON CONFLICT through
+                      cursor.execute() on the same Django connection
+  update_or_create    inside atomic(): update_or_create() (SELECT ... FOR
+                      UPDATE, then UPDATE or INSERT) and save() of the
+                      incremented value
+
+Batches: upsert_increment_many() of ROWS wagtail rows, in both modes, over
+24 keys (hot) and over ROWS/2 keys (spread, half of them existing).
+
+Prints calls/s and rows/s (median of ROUNDS) and the ratios; every total is
+checked exact.  Uses the test settings (PGHOST, PGPORT, PGUSER) and a
 throwaway test database.  A benchmark, not a test: it asserts nothing about
 speed.
 """
@@ -28,17 +39,30 @@ import django  # noqa: E402
 django.setup()
 
 from django.db import connection, connections, transaction  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 
 from abtest.models import AbTest, AbTestHourlyLog  # noqa: E402
-from upsert_counter_django import upsert_increment  # noqa: E402
+from upsert_counter_django import upsert_increment, upsert_increment_many  # noqa: E402
 
 DAY = datetime.date(2026, 11, 22)
 
 
-def ours(test, hour):
+def helper(test, hour):
     upsert_increment(AbTestHourlyLog, keys={"ab_test": test, "version": "control", "date": DAY, "hour": hour},
                      deltas={"participants": 1})
+
+
+def wagtail_raw(test, hour):
+    # wagtail_ab_testing.models.AbTestHourlyLog._increment_stats, as it is
+    table = connection.ops.quote_name(AbTestHourlyLog._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO %s (ab_test_id, version, date, hour, participants, conversions) "
+            "VALUES (%%s, %%s, %%s, %%s, %%s, %%s) "
+            "ON CONFLICT (ab_test_id, version, date, hour) "
+            "DO UPDATE SET participants = %s.participants + %%s, conversions = %s.conversions + %%s;"
+            % (table, table, table),
+            [test.pk, "control", DAY, hour, 1, 0, 1, 0])
 
 
 def update_or_create(test, hour):
@@ -48,26 +72,49 @@ def update_or_create(test, hour):
         obj.save(update_fields=["participants"])
 
 
-def run(fn, test, threads, calls, keys):
+def run_single(fn, mode, test, threads, calls, keys):
     AbTestHourlyLog.objects.all().delete()
-    for h in range(keys):   # rows exist: both take the update path
+    for h in range(keys):   # rows exist: every way takes the update path
         AbTestHourlyLog.objects.create(ab_test=test, version="control", date=DAY, hour=h)
 
     def work(n):
-        for i in range(calls):
-            fn(test, (i + n) % keys)
+        with override_settings(UPSERT_COUNTER_MODE=mode):
+            for i in range(calls):
+                fn(test, (i + n) % keys)
         connections.close_all()
 
     ts = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    t0 = time.time()
+    t0 = time.perf_counter()
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    elapsed = time.time() - t0
+    elapsed = time.perf_counter() - t0
     total = sum(AbTestHourlyLog.objects.values_list("participants", flat=True))
     assert total == threads * calls, (fn.__name__, total)
     return threads * calls / elapsed
+
+
+def run_many(mode, test, rows, distinct):
+    AbTestHourlyLog.objects.all().delete()
+    # half of the keys exist
+    AbTestHourlyLog.objects.bulk_create(
+        [AbTestHourlyLog(ab_test=test, version="control", date=DAY + datetime.timedelta(days=k // 24),
+                         hour=k % 24) for k in range(0, distinct, 2)])
+    batch = [({"ab_test_id": test.pk, "version": "control",
+               "date": DAY + datetime.timedelta(days=(i % distinct) // 24), "hour": (i % distinct) % 24},
+              {"participants": 1}) for i in range(rows)]
+    with override_settings(UPSERT_COUNTER_MODE=mode):
+        t0 = time.perf_counter()
+        summary = upsert_increment_many(AbTestHourlyLog, batch)
+        elapsed = time.perf_counter() - t0
+    assert summary["inserted"] + summary["updated"] == distinct, summary
+    assert sum(AbTestHourlyLog.objects.values_list("participants", flat=True)) == rows
+    return rows / elapsed
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
 
 
 def main():
@@ -75,22 +122,37 @@ def main():
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--keys", type=int, default=4)
+    p.add_argument("--rows", type=int, default=100000)
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
+    a.keys = min(a.keys, 24)
     setup_test_environment()
     old = connection.creation.create_test_db(verbosity=0)
     try:
         test = AbTest.objects.create(name="bench")
-        results = {"upsert_increment": [], "update_or_create": []}
-        for _ in range(a.rounds):
-            results["upsert_increment"].append(run(ours, test, a.threads, a.calls, a.keys))
-            results["update_or_create"].append(run(update_or_create, test, a.threads, a.calls, a.keys))
-        med = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
-        print("Django %s, %d threads x %d calls on %d keys, median of %d rounds:"
-              % (django.get_version(), a.threads, a.calls, a.keys, a.rounds))
-        for k, v in med.items():
-            print("  %-18s %8.0f calls/s" % (k, v))
-        print("  ratio              %8.2f" % (med["upsert_increment"] / med["update_or_create"]))
+        ways = [("helper (extension)", helper, "extension"), ("helper (SQL mode)", helper, "sql"),
+                ("wagtail raw SQL", wagtail_raw, "auto"), ("update_or_create", update_or_create, "auto")]
+        print("Django %s, %s" % (django.get_version(), connection.Database.__name__))
+        for threads in sorted({1, a.threads}):
+            results = {name: [] for name, _, _ in ways}
+            for _ in range(a.rounds):
+                for name, fn, mode in ways:
+                    results[name].append(run_single(fn, mode, test, threads, a.calls, a.keys))
+            med = {k: median(v) for k, v in results.items()}
+            print("single rows: %d thread(s) x %d calls on %d keys, median of %d rounds:"
+                  % (threads, a.calls, a.keys, a.rounds))
+            for k, v in med.items():
+                print("  %-20s %8.0f calls/s   %5.2fx wagtail raw   %5.2fx update_or_create"
+                      % (k, v, v / med["wagtail raw SQL"], v / med["update_or_create"]))
+        for label, distinct in (("hot: 24 keys", 24), ("spread: rows/2 keys", a.rows // 2)):
+            results = {"extension": [], "sql": []}
+            for _ in range(a.rounds):
+                for mode in results:
+                    results[mode].append(run_many(mode, test, a.rows, distinct))
+            print("upsert_increment_many, %d rows, %s (half existing), median of %d rounds:"
+                  % (a.rows, label, a.rounds))
+            for mode, v in results.items():
+                print("  %-20s %8.0f rows/s" % (mode + " mode", median(v)))
     finally:
         connection.creation.destroy_test_db(old, verbosity=0)
 

@@ -22,6 +22,7 @@ import itertools
 import json
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connections, router
 from django.utils import timezone
 
@@ -47,12 +48,30 @@ class _ConnectionState:
         self.schema = schema            # quoted, for qualified calls
         self.version = version
         self.relkinds = {}
+        if mode == "extension":
+            self.single_sql = (
+                "SELECT %s.upsert_increment(%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, "
+                "%%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb)"
+                "::pg_catalog.text" % schema)
         self.nulls_not_distinct = {}
         self.specs = {}
 
 
+_mode_setting = []     # the setting, read once; emptied when settings change
+
+
+def _setting_changed(setting, **kwargs):
+    if setting == "UPSERT_COUNTER_MODE":
+        _mode_setting.clear()
+
+
+setting_changed.connect(_setting_changed)
+
+
 def _configured_mode(alias):
-    setting = getattr(settings, "UPSERT_COUNTER_MODE", "auto")
+    if not _mode_setting:
+        _mode_setting.append(getattr(settings, "UPSERT_COUNTER_MODE", "auto"))
+    setting = _mode_setting[0]
     if isinstance(setting, dict):
         setting = setting.get(alias, "auto")
     if setting not in ("auto",) + MODES:
@@ -62,8 +81,10 @@ def _configured_mode(alias):
 
 
 def connection_state(connection):
-    connection.ensure_connection()
     raw = connection.connection
+    if raw is None:
+        connection.ensure_connection()
+        raw = connection.connection
     wanted = _configured_mode(connection.alias)
     state = getattr(connection, "_upsert_counter_state", None)
     if state is not None and state.raw is raw and state.wanted == wanted:
@@ -155,6 +176,13 @@ class Row:
         self.update_vals = update_vals
         self.codec = codec
 
+    def json_args(self):
+        """The four jsonb arguments of the extension's single-row calls."""
+        codec = self.codec
+        if codec is not None:
+            return codec.json_args(self)
+        return [json_object(cols, vals) for cols, vals in zip(self.cols, self.vals)]
+
     def key_identity(self):
         """The key as a hashable value: equal for equal keys."""
         codec = self.codec
@@ -169,10 +197,11 @@ def _hashable(v):
 
 
 class _Codec:
-    """How rows naming the same field names in the same order are encoded:
-    built once per such shape within a call."""
+    """How rows naming the same field names in the same order are encoded;
+    built once per model, connection and such shape (the values Model.save()
+    would add depend on which fields a call names)."""
 
-    def __init__(self, spec, names, now):
+    def __init__(self, spec, names):
         # a column in two roles is the database's error (42701), in both modes
         cols = []
         named = set()
@@ -183,45 +212,69 @@ class _Codec:
         self.key_cols = tuple(cols[0])
         self.key_columns = tuple(c.column for c in cols[0])
         self.key_plain = all(c.plain for c in cols[0])
-        self.delta_cols = tuple(cols[1])
         on_insert_implicit, always_implicit = spec.implicit(named)
-        per_call = [(c, fn) for c, fn, per_row in on_insert_implicit if not per_row]
-        per_row = [(c, fn) for c, fn, per_row in on_insert_implicit if per_row]
+        # implicit values, in this order: constants, "now" values (one per
+        # call), callable defaults (per row)
+        order = {"const": 0, "now": 1, "row": 2}
+        on_insert_implicit = sorted(on_insert_implicit, key=lambda t: order[t[1]])
         self.assign_cols = tuple(cols[2]) + tuple(c for c, _, _ in always_implicit)
-        self.insert_cols = tuple(cols[3]) + tuple(c for c, _ in per_call + per_row)
-        # auto_now, auto_now_add and constant defaults: one value per call
-        # (one statement); callable defaults are called per row, as
-        # Model.save() would
-        self.always_values = tuple(fn(now) for _, fn, _ in always_implicit)
-        self.insert_values = tuple(fn(now) for _, fn in per_call)
-        self.insert_fns = tuple(fn for _, fn in per_row)
-        self.now = now
-        self.cols = (self.key_cols, self.delta_cols, self.assign_cols, self.insert_cols)
+        self.insert_cols = tuple(cols[3]) + tuple(c for c, _, _ in on_insert_implicit)
+        self.cols = (self.key_cols, tuple(cols[1]), self.assign_cols, self.insert_cols)
+        self.always_fns = tuple(fn for _, _, fn in always_implicit)
+        self.insert_consts = tuple(v for _, how, v in on_insert_implicit if how == "const")
+        self.insert_now_fns = tuple(fn for _, how, fn in on_insert_implicit if how == "now")
+        self.insert_row_fns = tuple(fn for _, how, fn in on_insert_implicit if how == "row")
         self.key_pairs = [(c.prepare, n) for c, n in zip(cols[0], names[0])]
         self.delta_pairs = [(c.prepare_delta, n) for c, n in zip(cols[1], names[1])]
         self.assign_pairs = [(c.prepare, n) for c, n in zip(cols[2], names[2])]
         self.insert_pairs = [(c.prepare, n) for c, n in zip(cols[3], names[3])]
         # the caller's order matters to the merge only for values it names
         self.ordered = bool(names[2] or names[3])
+        # JSON arguments that are the same in every call of this shape
+        self.assign_json = None if self.assign_pairs or self.always_fns else "{}"
+        self.insert_json = None if self.insert_pairs or self.insert_now_fns or \
+            self.insert_row_fns else json_object(self.insert_cols, self.insert_consts)
 
-    def encode(self, keys, deltas, assign, on_insert):
+    def json_args(self, row):
+        cols, vals = self.cols, row.vals
+        return [json_object(cols[0], vals[0]), json_object(cols[1], vals[1]),
+                self.assign_json or json_object(cols[2], vals[2]),
+                self.insert_json or json_object(cols[3], vals[3])]
+
+    def per_call(self, encoder):
+        """(every-call implicit values, insert-only ones) for one call."""
+        if not self.always_fns and not self.insert_now_fns:
+            return (), self.insert_consts
+        now = encoder.now()
+        return (tuple([fn(now) for fn in self.always_fns]),
+                self.insert_consts + tuple([fn(now) for fn in self.insert_now_fns]))
+
+    def encode(self, keys, deltas, assign, on_insert, implicit):
+        always, inserts = implicit
         kv = tuple([prep(keys[n]) for prep, n in self.key_pairs])
         dv = tuple([prep(deltas[n], n) for prep, n in self.delta_pairs])
-        av = tuple([prep(assign[n]) for prep, n in self.assign_pairs]) + self.always_values \
-            if self.assign_pairs else self.always_values
-        ov = tuple([prep(on_insert[n]) for prep, n in self.insert_pairs]) + self.insert_values \
-            if self.insert_pairs else self.insert_values
-        if self.insert_fns:
-            ov = ov + tuple([fn(self.now) for fn in self.insert_fns])
+        av = tuple([prep(assign[n]) for prep, n in self.assign_pairs]) + always \
+            if self.assign_pairs else always
+        ov = tuple([prep(on_insert[n]) for prep, n in self.insert_pairs]) + inserts \
+            if self.insert_pairs else inserts
+        if self.insert_row_fns:
+            ov = ov + tuple([fn() for fn in self.insert_row_fns])
         return Row(self.cols, (kv, dv, av, ov), codec=self)
 
 
 class _Encoder:
+    """One call's encoding: one "now" for every auto_now/auto_now_add value
+    of the call, codecs from the model's spec."""
+
     def __init__(self, spec):
         self.spec = spec
-        self.codecs = {}
-        # one "now" per call for every auto_now/auto_now_add value
-        self.now = timezone.now()
+        self._now = None
+        self.implicit = {}
+
+    def now(self):
+        if self._now is None:
+            self._now = timezone.now()
+        return self._now
 
     def row(self, keys, deltas=None, assign=None, on_insert=None):
         keys = keys or {}
@@ -229,10 +282,16 @@ class _Encoder:
         assign = assign or {}
         on_insert = on_insert or {}
         shape = (tuple(keys), tuple(deltas), tuple(assign), tuple(on_insert))
-        codec = self.codecs.get(shape)
+        codecs = self.spec.codecs
+        codec = codecs.get(shape)
         if codec is None:
-            codec = self.codecs[shape] = _Codec(self.spec, shape, self.now)
-        return codec.encode(keys, deltas, assign, on_insert)
+            codec = _Codec(self.spec, shape)
+            if len(codecs) < 256:       # bounded: shapes come from code, not data
+                codecs[shape] = codec
+        implicit = self.implicit.get(codec)
+        if implicit is None:
+            implicit = self.implicit[codec] = codec.per_call(self)
+        return codec.encode(keys, deltas, assign, on_insert, implicit)
 
 
 # ---------------------------------------------------------------------------
@@ -408,12 +467,8 @@ def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, *,
                                                defaults, create_defaults, using)
     if state.mode == "sql" or row.update_cols:
         return _run_single_sql(connection, state, spec, row, False)[0]
-    args = [json_object(cols, vals) for cols, vals in zip(row.cols, row.vals)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT %s.upsert_increment(%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, "
-            "%%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb)::pg_catalog.text"
-            % state.schema, [spec.table, *args])
+        cursor.execute(state.single_sql, [spec.table, *row.json_args()])
         result = json.loads(cursor.fetchone()[0])
     if result.get("inserted") is None:
         return None     # commit mode: known at commit
@@ -427,7 +482,7 @@ def upsert_increment_returning(model, keys, deltas=None, assign=None, on_insert=
     if state.mode == "sql" or row.update_cols:
         created, values = _run_single_sql(connection, state, spec, row, True)
         return spec.instance_from_row(values, db), created
-    args = [json_object(cols, vals) for cols, vals in zip(row.cols, row.vals)]
+    args = row.json_args()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT inserted, new_row::pg_catalog.text FROM %s.upsert_increment_returning("

@@ -49,7 +49,9 @@ def upsert_rollup(target, queryset, keys, deltas, assign=None, *, using=None):
     always_cols = [c for c, _, _ in always_implicit]
     # one value per statement for defaults and auto_now
     now = timezone.now()
-    implicit_params = [fn(now) for _, fn, _ in always_implicit] + [fn(now) for _, fn, _ in on_insert_implicit]
+    implicit_params = [fn(now) for _, _, fn in always_implicit] + [
+        what if how == "const" else what(now) if how == "now" else what()
+        for _, how, what in on_insert_implicit]
     select = ["s.uc_k%d" % i for i in range(len(key_cols))] + \
         ["s.uc_d%d" % i for i in range(len(delta_cols))] + \
         ["s.uc_a%d" % i for i in range(len(assign_cols))] + \

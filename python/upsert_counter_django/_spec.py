@@ -45,7 +45,7 @@ class Column:
     column name."""
 
     __slots__ = ("field", "target", "column", "quoted", "kind", "as_is", "is_json",
-                 "is_integer", "plain", "spec")
+                 "is_integer", "plain", "json_name", "related", "spec")
 
     def __init__(self, spec, field):
         self.spec = spec
@@ -56,6 +56,11 @@ class Column:
         self.target = target
         self.column = field.column
         self.quoted = spec.connection.ops.quote_name(field.column)
+        self.json_name = json.dumps(field.column) + ": "
+        # a foreign key given as an instance: its model and the attribute
+        # holding the referenced value
+        self.related = (field.related_model, field.target_field.attname) \
+            if field.is_relation else None
         self.kind = target.get_internal_type()
         self.as_is = _AS_IS.get(self.kind)
         self.is_json = self.kind == "JSONField"
@@ -66,13 +71,15 @@ class Column:
 
     def prepare(self, value):
         """Django's database value for this column (what the driver sends)."""
-        if self.as_is is not None and type(value) is self.as_is:
+        as_is = self.as_is
+        if as_is is not None and type(value) is as_is:
             return value
         field = self.field
-        if field.is_relation and isinstance(value, field.related_model):
-            value = getattr(value, field.target_field.attname)
-            field = field.target_field
-        if field.is_relation:
+        if self.related is not None:
+            if isinstance(value, self.related[0]):
+                value = getattr(value, self.related[1])
+                if as_is is not None and type(value) is as_is:
+                    return value
             field = self.target
         if self.is_json:
             return json.dumps(value, cls=field.encoder)
@@ -120,11 +127,22 @@ def unwrap_adapter(value):
     return value
 
 
+_JSON_FAST = {
+    int: str,
+    str: json.dumps,
+    datetime.date: lambda v: '"' + v.isoformat() + '"',
+    datetime.datetime: lambda v: '"' + v.isoformat() + '"',
+}
+
+
 def json_value(value):
     """The JSON text of one prepared value.  Decimals stay exact (JSON
     numbers with their own digits); dates and times are ISO strings that
     PostgreSQL's input functions read in any DateStyle; NaN and infinities
     are refused."""
+    fast = _JSON_FAST.get(type(value))
+    if fast is not None:
+        return fast(value)
     value = unwrap_adapter(value)
     if value is None:
         return "null"
@@ -161,9 +179,8 @@ def json_value(value):
 def json_object(columns, values):
     """A JSON object of Columns to prepared values (a JSONField's value is
     already JSON text)."""
-    return "{" + ", ".join(json.dumps(c.column) + ": " + (v if c.is_json and v is not None
-                                                          else json_value(v))
-                           for c, v in zip(columns, values)) + "}"
+    return "{" + ", ".join([c.json_name + (v if c.is_json and v is not None else json_value(v))
+                            for c, v in zip(columns, values)]) + "}"
 
 
 def _quote_element(text):
@@ -234,6 +251,7 @@ class ModelSpec:
                          if getattr(f, "column", None) is not None]
         self.by_column = {c.column: c for c in self.concrete}
         self._implicit = {}
+        self.codecs = {}
 
     # -- names --------------------------------------------------------------
 
@@ -298,9 +316,10 @@ class ModelSpec:
 
     def implicit(self, named):
         """For the set of columns a call names: (insert-only providers,
-        every-call providers), each a list of (Column, function of the
-        call's ``now`` returning the prepared value, whether it is called
-        per row: a callable default) .  As Model.save() decides, in Django's order:
+        every-call providers), each a list of (Column, how, what): ``how``
+        is "const" (``what`` is the prepared value), "now" (``what`` is a
+        function of the call's one ``now``) or "row" (a callable default,
+        called per row as Model.save() would).  As Model.save() decides, in Django's order:
         generated fields and the auto primary key are the database's;
         ``auto_now`` (every save) and ``auto_now_add`` (insert) are
         Python's now; a ``default`` is Python's (also when the field has a
@@ -324,13 +343,12 @@ class ModelSpec:
             if auto_now or auto_now_add:
                 kind = field.get_internal_type()
                 fn = _now_function(kind, col)
-                (always if auto_now else on_insert).append((col, fn, False))
+                (always if auto_now else on_insert).append((col, "now", fn))
             elif field.has_default():
                 if callable(field.default):
-                    on_insert.append((col, _call_default(col), True))
+                    on_insert.append((col, "row", _call_default(col)))
                 else:
-                    value = col.prepare(field.get_default())
-                    on_insert.append((col, lambda now, value=value: value, False))
+                    on_insert.append((col, "const", col.prepare(field.get_default())))
             # else: db_default, a column DEFAULT, or NULL: the database's
         cached = (on_insert, always)
         self._implicit[key] = cached
@@ -391,7 +409,7 @@ def _now_function(kind, col):
 
 
 def _call_default(col):
-    return lambda now: col.prepare(col.field.get_default())
+    return lambda: col.prepare(col.field.get_default())
 
 
 def _use_tz():
