@@ -211,6 +211,15 @@ class Batches(Base):
         self.assertEqual((row.amount, row.meta, row.color, row.first_seen),
                          (decimal.Decimal("0.30"), {"q": 'say "hi"', "n": [1, None]}, "blue", at))
 
+    def test_many_over_long_text_is_an_error_not_cut(self):
+        # version is varchar(9): batches send text arrays, the column's
+        # length still applies as for any INSERT
+        with self.assertRaises(DatabaseError) as cm:
+            upsert_increment_many(AbTestHourlyLog, [(self.keys(version="controlled-experiment"),
+                                                     {"participants": 1})] * 2)
+        self.assertEqual(cm.exception.__cause__.diag.sqlstate, "22001")
+        self.assertEqual(AbTestHourlyLog.objects.count(), 0)
+
     def test_many_mixed_shapes_in_one_chunk(self):
         # rows naming different fields go as the jsonb form, merged as one
         rows = [(self.keys(), {"participants": 1}), (self.keys(), {"conversions": 1}),

@@ -48,11 +48,16 @@ class _ConnectionState:
         self.schema = schema            # quoted, for qualified calls
         self.version = version
         self.relkinds = {}
+        self.column_types = {}
         if mode == "extension":
+            # 1.2's plain function for one row (no aggregate node); the
+            # aggregate before that
+            function = "upsert_increment_call" if _version_at_least(version, (1, 2)) \
+                else "upsert_increment"
             self.single_sql = (
-                "SELECT %s.upsert_increment(%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, "
+                "SELECT %s.%s(%%s::pg_catalog.regclass, %%s::pg_catalog.jsonb, "
                 "%%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb, %%s::pg_catalog.jsonb)"
-                "::pg_catalog.text" % schema)
+                "::pg_catalog.text" % (schema, function))
         self.nulls_not_distinct = {}
         self.specs = {}
 
@@ -154,8 +159,12 @@ def _partitioned(connection, state, spec):
     return kind == "p"
 
 
+def _version_at_least(version, wanted):
+    return tuple(int(p) for p in version.split(".")[:2]) >= wanted
+
+
 def _has_rows_aggregate(state):
-    return tuple(int(p) for p in state.version.split(".")[:2]) >= (1, 2)
+    return _version_at_least(state.version, (1, 2))
 
 
 # ---------------------------------------------------------------------------
@@ -325,6 +334,45 @@ def _upsert_sql(spec, cols, nrows, partitioned, update_cols=(), returning_rows=F
     else:
         sql.append(" RETURNING " + inserted)
     return "".join(sql)
+
+
+def _column_types(state, spec):
+    """The table's column types without typmods, by column name: casts for
+    text arrays (the column's typmod then applies as an INSERT applies it,
+    an over-long varchar is an error, not cut).  Once per table and
+    connection, on the driver's cursor."""
+    types = state.column_types.get(spec.table)
+    if types is None:
+        cursor = state.raw.cursor()
+        try:
+            cursor.execute("SELECT a.attname, pg_catalog.format_type(a.atttypid, NULL)"
+                           " FROM pg_catalog.pg_attribute a"
+                           " WHERE a.attrelid = %s::pg_catalog.regclass AND a.attnum > 0"
+                           " AND NOT a.attisdropped", [spec.table])
+            types = state.column_types[spec.table] = dict(cursor.fetchall())
+        finally:
+            cursor.close()
+    return types
+
+
+def _generated_batch(state, spec, group, partitioned, results):
+    """The statement for merged rows of one shape, sorted by key: from one
+    text[] per column when every value has a text form (one parameter per
+    column, no literal per value to parse), else a VALUES list."""
+    cols = group[0].cols
+    targets = cols[0] + cols[1] + cols[2] + cols[3]
+    flat = [_flat(row) for row in group]
+    arrays = [array_literal(column) for column in zip(*flat)]
+    if None not in arrays:
+        types = _column_types(state, spec)
+        source = "SELECT %s FROM ROWS FROM (%s) AS u(%s)" % (
+            ", ".join("u.%s::%s" % (c.quoted, types[c.column]) for c in targets),
+            ", ".join(["pg_catalog.unnest(%s::pg_catalog.text[])"] * len(targets)),
+            ", ".join(c.quoted for c in targets))
+        return (_upsert_sql(spec, cols, 0, partitioned, returning_rows=results,
+                            order_source=source), arrays)
+    return (_upsert_sql(spec, cols, len(group), partitioned, returning_rows=results),
+            [v for values in flat for v in values])
 
 
 def _merge(rows):
@@ -588,9 +636,7 @@ def upsert_increment_many(model, rows, *, using=None, chunk_size=DEFAULT_CHUNK_S
                                       []).append(row)
                 for shape in sorted(groups):
                     group = groups[shape]
-                    sql = _upsert_sql(spec, group[0].cols, len(group), partitioned,
-                                      returning_rows=results)
-                    params = [v for row in group for v in _flat(row)]
+                    sql, params = _generated_batch(state, spec, group, partitioned, results)
                     if results:
                         cursor.execute(sql, params)
                         for values in cursor.fetchall():
