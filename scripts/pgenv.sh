@@ -47,8 +47,9 @@ uc_pg_isolation_tools() {
 		[ -x "$pgxs/src/test/isolation/isolationtester" ]
 }
 
-# uc_ensure_packages [python-module...]: install what is missing (apt, as
-# root).  Python modules are checked by importing them with /usr/bin/python3.
+# uc_ensure_packages [python-module | plproxy ...]: install what is missing
+# (apt, as root).  Python modules are checked by importing them with
+# /usr/bin/python3; plproxy by its extension control file.
 uc_ensure_packages() {
 	local need=()
 	[ -x "$UC_PGBIN/postgres" ] && [ -x "$UC_PGBIN/initdb" ] && [ -x "$UC_PGBIN/pg_ctl" ] ||
@@ -62,6 +63,11 @@ uc_ensure_packages() {
 	command -v runuser >/dev/null || need+=(util-linux)
 	local m
 	for m in "$@"; do
+		if [ "$m" = plproxy ]; then
+			[ -f "$("$PG_CONFIG" --sharedir 2>/dev/null)/extension/plproxy.control" ] ||
+				need+=("postgresql-$UC_PGVER-plproxy")
+			continue
+		fi
 		[ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $m" >/dev/null 2>&1 && continue
 		case $m in
 			django) need+=(python3-django) ;;

@@ -5,13 +5,14 @@
 # throwaway cluster as the postgres OS user, runs pg_regress and the
 # isolation specs (make installcheck, as postgres, in a staged copy of the
 # tree that postgres can write to), the Django suite (python/tests, with
-# Debian's Django and psycopg2), the fuzzer and the load test with faults
-# (tests/, short forms), dump/restore and pg_upgrade round trips
+# Debian's Django and psycopg2, with and without the extension), the fuzzer
+# and the load test with faults (tests/, short forms), PL/Proxy sharding
+# (tests/plproxy.py), dump/restore and pg_upgrade round trips
 # (tests/upgrade.sh), then stops the cluster.  Prints one
 # closing line "N passed, N failed" and exits non-zero on any failure.
 source "$(dirname "$0")/pgenv.sh"
 
-uc_ensure_packages django psycopg2
+uc_ensure_packages django psycopg2 plproxy
 uc_build_install
 uc_start_cluster
 
@@ -124,6 +125,10 @@ run_counted "stress (statement)" uc_as_postgres env PGDATABASE=reliability /usr/
 	--duration 12 --clients 32 --flush statement
 run_counted "stress (commit)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
 	--duration 12 --clients 32 --flush commit
+
+# Sharding with PL/Proxy (plproxy/): shard and proxy databases on this
+# cluster, reached over loopback connections
+run_counted "plproxy" uc_as_postgres /usr/bin/python3 "$stage/tests/plproxy.py"
 
 # Dump/restore and pg_upgrade round trips (clusters of its own)
 mkdir -p "$UC_CLUSTER/upgrade"
