@@ -29,7 +29,7 @@ EXTENSION = upsert_counter
 DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1--1.2.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
-REGRESS = install single_row batch assign_on_insert types errors cache \
+REGRESS = install single_row batch assign_on_insert types errors cache citus \
 	partitioned security hostile plpgsql wagtail flush safety fastupdate rows
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \

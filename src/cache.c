@@ -402,9 +402,13 @@ uc_cache_plan(UcCacheEntry *entry, UcForm form)
 
 		/*
 		 * The statement plans the same whatever its parameters: ask for the
-		 * generic plan at once rather than after five custom ones.
+		 * generic plan at once rather than after five custom ones.  Not on
+		 * a Citus table: Citus routes by the parameters' values and refuses
+		 * a generic plan of INSERT ... SELECT with parameters.
 		 */
-		plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		plan = SPI_prepare_cursor(sql, nargs, argtypes,
+								  entry->shape->distributed ? CURSOR_OPT_CUSTOM_PLAN :
+								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
 				 sql, SPI_result_code_string(SPI_result));

@@ -31,10 +31,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "upsert_counter.h"
 
@@ -130,17 +136,69 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 	}
 }
 
-/* The returned row of the returning and lookup forms, in the caller's context */
+/*
+ * The returned row of the returning and lookup forms, in the caller's
+ * context: the statement returns t.* (after the inserted flag in the
+ * returning form), and the row is built here as to_jsonb() of the table's
+ * row type, so that the statement calls no function that is not
+ * immutable (Citus refuses them in RETURNING).
+ */
 static Datum
-returned_row(UcForm form)
+returned_row(const UcShape *s, UcForm form)
 {
-	bool		isnull;
+	int			first = form == UC_FORM_LOOKUP ? 1 : 2;
+	Oid			rowtype = get_rel_type_id(s->relid);
+	TupleDesc	spidesc = SPI_tuptable->tupdesc;
+	TupleDesc	rowdesc;
+	Datum	   *values;
+	bool	   *nulls;
+	int			j = first;
+	HeapTuple	tuple;
+	FuncExpr   *call;
+	FmgrInfo	flinfo;
+	Datum		result;
 
-	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc,
-										   form == UC_FORM_LOOKUP ? 1 : 2,
-										   &isnull),
-							 false, -1);
+	if (!OidIsValid(rowtype))
+		elog(ERROR, "relation %u has no row type", s->relid);
+	rowdesc = lookup_rowtype_tupdesc(rowtype, -1);
+	values = palloc(Max(rowdesc->natts, 1) * sizeof(Datum));
+	nulls = palloc(Max(rowdesc->natts, 1) * sizeof(bool));
+	for (int a = 0; a < rowdesc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(rowdesc, a);
+
+		if (att->attisdropped)
+		{
+			values[a] = (Datum) 0;
+			nulls[a] = true;
+			continue;
+		}
+		if (j > spidesc->natts || TupleDescAttr(spidesc, j - 1)->atttypid != att->atttypid)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the columns of relation \"%s\" changed during the call",
+							s->relname),
+					 errhint("Retry the call.")));
+		values[a] = SPI_getbinval(SPI_tuptable->vals[0], spidesc, j++, &nulls[a]);
+	}
+	if (j != spidesc->natts + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the columns of relation \"%s\" changed during the call",
+						s->relname),
+				 errhint("Retry the call.")));
+	tuple = heap_form_tuple(rowdesc, values, nulls);
+
+	/* to_jsonb(anyelement) finds its argument's type in its call expression */
+	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
+						list_make1(makeNullConst(rowtype, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info(F_TO_JSONB, &flinfo);
+	fmgr_info_set_expr((Node *) call, &flinfo);
+	result = FunctionCall1(&flinfo, heap_copy_tuple_as_datum(tuple, rowdesc));
+	ReleaseTupleDesc(rowdesc);
+
+	return SPI_datumTransfer(result, false, -1);
 }
 
 /*
@@ -192,7 +250,7 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 		if (out.processed > 0)
 		{
 			if (form == UC_FORM_RETURNING)
-				*row = returned_row(form);
+				*row = returned_row(shape, form);
 			break;
 		}
 		if (form != UC_FORM_RETURNING)
@@ -210,7 +268,7 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 			run_plan(entry, UC_FORM_LOOKUP, values, nulls, &out);
 			if (out.processed > 0)
 			{
-				*row = returned_row(UC_FORM_LOOKUP);
+				*row = returned_row(shape, UC_FORM_LOOKUP);
 				out.updated = 1;
 				break;
 			}

@@ -124,6 +124,7 @@ uc_fast_update_decide(Relation rel, UcShape *shape, MemoryContext cxt)
 	shape->fk_triggers = false;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
+		shape->distributed ||
 		shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0)
 		return;
 	if (desc->constr != NULL && desc->constr->has_generated_stored)

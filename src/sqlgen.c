@@ -21,9 +21,11 @@
  *				and kept in array order, which is the arbiter's key order
  *
  *	returning	the single form with
- *				RETURNING (t.xmax ...), pg_catalog.to_jsonb(t.*)
+ *				RETURNING (t.xmax ...), t.*
+ *				(execute.c builds the jsonb: the statement itself calls no
+ *				function that is not immutable, which Citus requires)
  *
- *	lookup		SELECT pg_catalog.to_jsonb(t.*) FROM ONLY "s"."t" AS t
+ *	lookup		SELECT t.* FROM ONLY "s"."t" AS t
  *				WHERE (t."k1" COLLATE c OPERATOR(s.=) $1) AND ...
  *				with the arbiter's own equality operators and collations,
  *				for get-or-create calls that found the key
@@ -210,7 +212,7 @@ append_lookup(StringInfo buf, const UcShape *s, Oid *argtypes)
 {
 	Relation	irel = index_open(s->arbiter, AccessShareLock);
 
-	appendStringInfo(buf, "SELECT pg_catalog.to_jsonb(t.*) FROM %s%s AS t WHERE ",
+	appendStringInfo(buf, "SELECT t.* FROM %s%s AS t WHERE ",
 					 get_rel_relkind(s->relid) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 					 quote_qualified_identifier(s->nspname, s->relname));
 	for (int k = 0; k < s->nkeys; k++)
@@ -302,7 +304,7 @@ uc_sql_build(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 		else
 			appendStringInfo(&buf, "(NOT %s.upsert_counter_take_update())", ext_schema());
 		if (form == UC_FORM_RETURNING)
-			appendStringInfoString(&buf, ", pg_catalog.to_jsonb(t.*)");
+			appendStringInfoString(&buf, ", t.*");
 	}
 
 	return buf.data;

@@ -145,6 +145,7 @@ typedef struct UcShape
 	SortSupportData *keysort;
 	bool		batchable;		/* every column has an array type */
 	bool		count_by_xmax;	/* RETURNING xmax = 0 tells inserts apart */
+	bool		distributed;	/* a Citus table (shape.c): custom plans, no direct path */
 	bool		fast_update;	/* the update path may go direct (fastupdate.c) */
 	bool		fk_triggers;	/* ... but foreign key checks exist */
 	bool		updates_key_columns;	/* a SET column is in a key (lock mode) */
