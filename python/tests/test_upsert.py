@@ -222,8 +222,9 @@ class Batches(Base):
 
     def test_many_mixed_shapes_in_one_chunk(self):
         # rows naming different fields go as the jsonb form, merged as one
+        # (the third names the same key in another order and by attname)
         rows = [(self.keys(), {"participants": 1}), (self.keys(), {"conversions": 1}),
-                ({"ab_test": self.test, "version": "control", "date": DAY, "hour": 13},
+                ({"hour": 13, "date": DAY, "version": "control", "ab_test_id": self.test.pk},
                  {"participants": 1, "conversions": 1})]
         self.assertEqual(upsert_increment_many(AbTestHourlyLog, rows),
                          {"inserted": 1, "updated": 0, "chunks": 1})

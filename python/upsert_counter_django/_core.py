@@ -196,9 +196,13 @@ class Row:
         """The key as a hashable value: equal for equal keys."""
         codec = self.codec
         if codec is not None and codec.key_plain:
-            return (codec.key_columns, self.vals[0])
-        return (tuple(c.column for c in self.cols[0]),
-                tuple(_hashable(unwrap_adapter(v)) for v in self.vals[0]))
+            if codec.key_perm is None:
+                return (codec.key_columns, self.vals[0])
+            vals = self.vals[0]
+            return (codec.key_columns, tuple([vals[i] for i in codec.key_perm]))
+        # by column name, whatever order the call named them in
+        pairs = sorted(zip((c.column for c in self.cols[0]), self.vals[0]), key=lambda p: p[0])
+        return (tuple(p[0] for p in pairs), tuple(_hashable(unwrap_adapter(p[1])) for p in pairs))
 
 
 def _hashable(v):
@@ -219,7 +223,10 @@ class _Codec:
             named.update(c.column for c in role_cols)
             cols.append(role_cols)
         self.key_cols = tuple(cols[0])
-        self.key_columns = tuple(c.column for c in cols[0])
+        # the key's identity lists the columns by name (key_identity())
+        order = sorted(range(len(cols[0])), key=lambda i: cols[0][i].column)
+        self.key_columns = tuple(cols[0][i].column for i in order)
+        self.key_perm = None if order == list(range(len(order))) else order
         self.key_plain = all(c.plain for c in cols[0])
         on_insert_implicit, always_implicit = spec.implicit(named)
         # implicit values, in this order: constants, "now" values (one per
@@ -378,26 +385,37 @@ def _generated_batch(state, spec, group, partitioned, results):
 def _merge(rows):
     """Rows of one chunk merged by key, as the extension merges them:
     deltas summed, assign: the later row wins, on_insert: the earlier.
-    Returns the merged rows sorted by key."""
+    Returns (the merged rows sorted by key, their key identities).  A key
+    seen once keeps its Row as it is; only repeated keys are combined."""
     merged = {}
     for row in rows:
         ident = row.key_identity()
         have = merged.get(ident)
         if have is None:
-            merged[ident] = [row.cols[0], row.vals[0],
-                             dict(zip(row.cols[1], row.vals[1])),
-                             dict(zip(row.cols[2], row.vals[2])),
-                             dict(zip(row.cols[3], row.vals[3]))]
+            merged[ident] = row
             continue
+        if isinstance(have, Row):
+            have = merged[ident] = [have.cols[0], have.vals[0],
+                                    dict(zip(have.cols[1], have.vals[1])),
+                                    dict(zip(have.cols[2], have.vals[2])),
+                                    dict(zip(have.cols[3], have.vals[3]))]
         deltas = have[2]
         for c, v in zip(row.cols[1], row.vals[1]):
             deltas[c] = deltas[c] + v if c in deltas else v
         have[3].update(zip(row.cols[2], row.vals[2]))
         for c, v in zip(row.cols[3], row.vals[3]):
             have[4].setdefault(c, v)
+    try:
+        idents = sorted(merged)
+    except TypeError:       # None beside values, or values of two types
+        idents = sorted(merged, key=lambda i: (i[0], sort_key(i[1])))
     out = []
-    for ident in sorted(merged, key=lambda i: (i[0], sort_key(i[1]))):
-        key_cols, key_vals, deltas, assign, on_insert = merged[ident]
+    for ident in idents:
+        have = merged[ident]
+        if isinstance(have, Row):
+            out.append(have)
+            continue
+        key_cols, key_vals, deltas, assign, on_insert = have
         # rows of different shapes: a column one row adds to or assigns is
         # not also written by another's insert-only value (an unnamed
         # field's default is one); a column left in two roles (a delta in one
@@ -411,7 +429,7 @@ def _merge(rows):
         out.append(Row(cols, (key_vals, tuple(deltas[c] for c in cols[1]),
                               tuple(assign[c] for c in cols[2]),
                               tuple(on_insert[c] for c in cols[3]))))
-    return out
+    return out, idents
 
 
 def _refuse_null_keys(state, spec, row):
@@ -628,7 +646,7 @@ def upsert_increment_many(model, rows, *, using=None, chunk_size=DEFAULT_CHUNK_S
                 break
             chunks += 1
             if generated:
-                merged = _merge(chunk)
+                merged, idents = _merge(chunk)
                 groups = {}
                 for row in merged:
                     _refuse_null_keys(state, spec, row)
@@ -648,7 +666,7 @@ def upsert_increment_many(model, rows, *, using=None, chunk_size=DEFAULT_CHUNK_S
                     ins, unknown = cursor.fetchone()
                     inserted += ins
                     partial = partial or unknown > 0
-                keys_seen.update(i for i in (r.key_identity() for r in merged))
+                keys_seen.update(idents)
                 continue
             keys_seen.update(r.key_identity() for r in chunk)
             result = _extension_chunk(cursor, state, spec, chunk)
