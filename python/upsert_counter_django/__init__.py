@@ -188,4 +188,3 @@ class UpsertCounterQuerySet(models.QuerySet):
 
 UpsertCounterManager = models.Manager.from_queryset(UpsertCounterQuerySet, "UpsertCounterManager")
 
-default_app_config = "upsert_counter_django.apps.UpsertCounterConfig"  # Django < 3.2
