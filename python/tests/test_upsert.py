@@ -663,6 +663,9 @@ class Django5(Base):
                     upsert_increment(abmodels.Dj5Counter, keys={"name": None}, deltas={"n": 1})
         self.assertEqual(list(abmodels.Dj5Counter.objects.values_list("name", "n")),
                          [(None, 3)] if not_distinct else [])
+        if not_distinct:    # get-or-create finds the row with the None key
+            obj, created = upsert_increment_returning(abmodels.Dj5Counter, keys={"name": None})
+            self.assertEqual((obj.name, obj.n, created), (None, 3, False))
 
 
 @unittest.skipUnless(hasattr(django.db.models, "CompositePrimaryKey"), "Django 5.2 composite primary keys")

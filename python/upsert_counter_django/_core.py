@@ -490,9 +490,11 @@ def _run_single_sql(connection, state, spec, row, returning_rows):
                 return False, None     # DO NOTHING: the row existed
             # get-or-create on an existing row: read it (a later snapshot
             # sees the row the conflict was with); retry if it was deleted
-            where = " AND ".join("t.%s = %%s" % c.quoted for c in row.cols[0])
+            # (a None key, under a NULLS NOT DISTINCT index, as IS NULL)
+            where = " AND ".join("t.%s IS NULL" % c.quoted if v is None else "t.%s = %%s" % c.quoted
+                                 for c, v in zip(row.cols[0], row.vals[0]))
             cursor.execute("SELECT %s FROM %s AS t WHERE %s" % (spec.returning_list(), spec.table, where),
-                           list(row.vals[0]))
+                           [v for v in row.vals[0] if v is not None])
             found = cursor.fetchone()
             if found is not None:
                 return False, found
