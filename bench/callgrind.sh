@@ -29,12 +29,20 @@ uc_runuser "$UC_PGBIN/pg_ctl" -D "$UC_CLUSTER/data" -m fast -w stop >/dev/null
 # statements NAME N: N statements of a workload, keys cycling over 24 hours
 statements() {
 	local i h
+	# the prepared forms: prepared once (cancelled out with start-up), then
+	# EXECUTEd; an EXECUTE's own parse is the same small cost for both
+	case $1 in
+		raw_prepared) echo "PREPARE p(int, text, date, int, int) AS INSERT INTO ab_hourly AS t (ab_test_id, version, date, hour, participants) VALUES (\$1, \$2, \$3, \$4, \$5) ON CONFLICT (ab_test_id, version, date, hour) DO UPDATE SET participants = t.participants + EXCLUDED.participants" ;;
+		ours_prepared) echo "PREPARE p(regclass, jsonb, jsonb) AS SELECT upsert_increment(\$1, \$2, \$3)" ;;
+	esac
 	for ((i = 0; i < $2; i++)); do
 		h=$((i % 24))
 		case $1 in
 			raw) echo "INSERT INTO ab_hourly AS t (ab_test_id, version, date, hour, participants) VALUES (7, 'control', '2026-11-22', $h, 1) ON CONFLICT (ab_test_id, version, date, hour) DO UPDATE SET participants = t.participants + EXCLUDED.participants" ;;
 			ours) echo "SELECT upsert_increment('ab_hourly', '{\"ab_test_id\": 7, \"version\": \"control\", \"date\": \"2026-11-22\", \"hour\": $h}', '{\"participants\": 1}')" ;;
 			plpgsql) echo "SELECT bench_plpgsql_upsert(7, 'control', '2026-11-22', $h, 1)" ;;
+			raw_prepared) echo "EXECUTE p(7, 'control', '2026-11-22', $h, 1)" ;;
+			ours_prepared) echo "EXECUTE p('ab_hourly', '{\"ab_test_id\": 7, \"version\": \"control\", \"date\": \"2026-11-22\", \"hour\": $h}', '{\"participants\": 1}')" ;;
 		esac
 	done
 }
@@ -51,7 +59,8 @@ total() {
 }
 
 declare -A PER
-for w in raw ours plpgsql; do
+WORKLOADS=${CALLGRIND_WORKLOADS:-"raw ours plpgsql raw_prepared ours_prepared"}
+for w in $WORKLOADS; do
 	uc_log "callgrind: $w"
 	a=$(total "$w" "$N1")
 	b=$(total "$w" "$N2")
@@ -61,10 +70,14 @@ done
 {
 	echo "| statement (single-user backend, update path) | instructions / statement | vs raw |"
 	echo "| --- | ---: | ---: |"
-	for w in raw ours plpgsql; do
+	for w in $WORKLOADS; do
+		base=raw
+		[ "$w" = ours_prepared ] && base=raw_prepared
 		printf '| %s | %s | %s |\n' "$w" "${PER[$w]}" \
-			"$(awk -v a="${PER[$w]}" -v b="${PER[raw]}" 'BEGIN { printf "%.2fx", a / b }')"
+			"$(awk -v a="${PER[$w]}" -v b="${PER[$base]}" 'BEGIN { printf "%.2fx", a / b }')"
 	done
+	echo
+	echo "ours_prepared is compared with raw_prepared; the others with raw."
 	echo
 	echo "Command: \`bench/callgrind.sh\` (N1=$N1, N2=$N2; $(valgrind --version), $("$UC_PGBIN/postgres" --version))."
 } | tee "$OUTFILE"
