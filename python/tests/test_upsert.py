@@ -442,6 +442,49 @@ class Modes(Base):
                 upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
 
 
+class DjangoIntegration(Base):
+    """The single-row call keeps a cursor per connection: Django's own
+    machinery still sees every statement."""
+
+    def test_execute_wrappers_see_every_call(self):
+        seen = []
+
+        def wrapper(execute, sql, params, many, context):
+            seen.append(sql)
+            return execute(sql, params, many, context)
+
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        with connection.execute_wrapper(wrapper):
+            upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+            upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        self.assertEqual(len(seen), 2)
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(self.log().participants, 4)
+
+    def test_queries_are_logged_when_django_logs_them(self):
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        for _ in range(2):
+            with CaptureQueriesContext(connection) as queries:
+                upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+            self.assertEqual(len(queries), 1)
+
+    def test_a_new_connection_gets_a_new_cursor(self):
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        connection.close()
+        self.assertFalse(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+        self.assertEqual(self.log().participants, 2)
+
+    def test_sync_call_from_async_code_is_refused(self):
+        from django.core.exceptions import SynchronousOnlyOperation
+
+        async def main():
+            upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+
+        with self.assertRaises(SynchronousOnlyOperation):
+            asyncio.run(main())
+
+
 class DjangoNames(Base):
     """defaults / create_defaults mean what they mean to update_or_create()."""
 

@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Type, Ty
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.utils.asyncio import async_unsafe
 
 from . import _core
 from ._core import DEFAULT_CHUNK_SIZE, mode
@@ -52,6 +53,7 @@ Summary = Dict[str, Optional[int]]
 RowSpec = Union[Tuple[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any], models.Model]
 
 
+@async_unsafe
 def upsert_increment(model: Type[models.Model], keys: Mapping[str, Any], deltas: Values = None,
                      assign: Values = None, on_insert: Values = None, *,
                      defaults: Values = None, create_defaults: Values = None,
@@ -71,6 +73,7 @@ def upsert_increment(model: Type[models.Model], keys: Mapping[str, Any], deltas:
                                   create_defaults=create_defaults, using=using)
 
 
+@async_unsafe
 def upsert_increment_returning(model: Type[M], keys: Mapping[str, Any], deltas: Values = None,
                                assign: Values = None, on_insert: Values = None, *,
                                defaults: Values = None, create_defaults: Values = None,
@@ -84,6 +87,7 @@ def upsert_increment_returning(model: Type[M], keys: Mapping[str, Any], deltas: 
                                             using=using)
 
 
+@async_unsafe
 def upsert_increment_many(model: Type[M], rows: Iterable[RowSpec], *, using: Optional[str] = None,
                           chunk_size: int = DEFAULT_CHUNK_SIZE, results: bool = False,
                           delta_fields: Optional[Iterable[str]] = None,
@@ -112,6 +116,7 @@ def upsert_increment_many(model: Type[M], rows: Iterable[RowSpec], *, using: Opt
                                        unique_fields=unique_fields, update_fields=update_fields)
 
 
+@async_unsafe
 def upsert_rollup(target: Type[models.Model], queryset: models.QuerySet, keys: Mapping[str, Any],
                   deltas: Mapping[str, Any], assign: Values = None, *,
                   using: Optional[str] = None) -> Summary:

@@ -49,6 +49,7 @@ class _ConnectionState:
         self.version = version
         self.relkinds = {}
         self.column_types = {}
+        self.cursors = {}
         if mode == "extension":
             # 1.2's plain function for one row (no aggregate node); the
             # aggregate before that
@@ -125,6 +126,20 @@ def mode(using="default"):
     """The mode the helper uses on database alias ``using``:
     ``"extension"`` or ``"sql"``."""
     return connection_state(connections[using]).mode
+
+
+def _single_cursor(connection, state):
+    """The cursor of single-row calls, kept per physical connection: making
+    a Django cursor costs about as much Python as the rest of the call.
+    Its execute() is Django's as ever (execute wrappers, error translation,
+    the broken-transaction check); one is kept for each value of
+    ``queries_logged``, since Django decides at creation whether a cursor
+    logs its queries."""
+    logged = connection.queries_logged
+    cursor = state.cursors.get(logged)
+    if cursor is None:
+        cursor = state.cursors[logged] = connection.cursor()
+    return cursor
 
 
 def _spec(model, connection, state):
@@ -535,9 +550,9 @@ def upsert_increment(model, keys, deltas=None, assign=None, on_insert=None, *,
                                                defaults, create_defaults, using)
     if state.mode == "sql" or row.update_cols:
         return _run_single_sql(connection, state, spec, row, False)[0]
-    with connection.cursor() as cursor:
-        cursor.execute(state.single_sql, [spec.table, *row.json_args()])
-        text = cursor.fetchone()[0]
+    cursor = _single_cursor(connection, state)
+    cursor.execute(state.single_sql, [spec.table, *row.json_args()])
+    text = cursor.fetchone()[0]
     # jsonb prints its keys in one order: the two common answers need no parse
     known = _SINGLE_RESULTS.get(text)
     if known is not None:
