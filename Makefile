@@ -15,6 +15,7 @@ OBJS = \
 	src/upsert_counter.o \
 	src/args.o \
 	src/shape.o \
+	src/citus.o \
 	src/values.o \
 	src/cache.o \
 	src/sqlgen.o \

@@ -7,7 +7,9 @@
 -- function that is not immutable: RETURNING gives t.*, and the returned
 -- jsonb is built in C.  README "Scaling out" has the runs on real Citus.
 SET allow_system_table_mods = on;
-CREATE TABLE pg_catalog.pg_dist_partition (logicalrelid regclass NOT NULL, partmethod "char");
+CREATE TABLE pg_catalog.pg_dist_partition (logicalrelid regclass NOT NULL, partmethod "char", partkey text);
+CREATE TABLE pg_catalog.pg_dist_shard (logicalrelid regclass NOT NULL, shardid bigint NOT NULL,
+                                       shardminvalue text, shardmaxvalue text);
 RESET allow_system_table_mods;
 
 CREATE TABLE cit_dist (tenant int, day date, hits bigint NOT NULL DEFAULT 0, dropme int, label text,
@@ -49,7 +51,44 @@ SELECT upsert_increment('cit_dist', '{"tenant": 1, "day": "2026-11-22"}', '{"hit
 SELECT form, calls FROM upsert_counter_cache()
 WHERE target = 'cit_dist'::regclass AND form IN ('single', 'fast_update') ORDER BY 1;
 
-DROP TABLE cit_dist, cit_local;
+-- A hash-distributed table (partmethod 'h', the distribution column as
+-- Citus stores it, four shards over the int4 hash range): a batch is
+-- written shard by shard, one statement per shard it touches, each in key
+-- order; the counts stay exact.
+CREATE TABLE cit_hash (tenant int, day date, hits bigint NOT NULL DEFAULT 0, UNIQUE (tenant, day));
+INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_hash', 'h',
+  '{VAR :varno 1 :varattno 1 :vartype 23 :vartypmod -1 :varcollid 0 :varlevelsup 0 :varnosyn 1 :varattnosyn 1 :location -1}');
+INSERT INTO pg_catalog.pg_dist_shard VALUES
+  ('cit_hash', 4, '1073741824', '2147483647'), ('cit_hash', 1, '-2147483648', '-1073741825'),
+  ('cit_hash', 3, '0', '1073741823'), ('cit_hash', 2, '-1073741824', '-1');
+-- which shards the tenants 1..12 fall in, by the type's hash function as Citus hashes
+SELECT (hashint4(t) + 2147483648) / 1073741824 AS shard, count(*) AS tenants
+FROM generate_series(1, 12) t GROUP BY 1 ORDER BY 1;
+SELECT upsert_increment_rows('cit_hash', r, '{hits}')
+FROM (SELECT 1 + g % 12 AS tenant, DATE '2026-11-22' AS day, 1 AS hits FROM generate_series(1, 120) g) r;
+SELECT upsert_increment('cit_hash', jsonb_build_object('tenant', 1 + g % 12, 'day', '2026-11-22'), '{"hits": 1}')
+FROM generate_series(1, 120) g;
+-- two batches, each one statement per shard touched
+SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_hash'::regclass ORDER BY 1;
+SELECT count(*) AS keys, sum(hits) AS hits, min(hits), max(hits) FROM cit_hash;
+-- commit mode writes its buffer shard by shard too: four statements more
+BEGIN;
+SET LOCAL upsert_counter.flush = commit;
+SELECT upsert_increment('cit_hash', jsonb_build_object('tenant', t, 'day', '2026-11-22'), '{"hits": 100}')
+FROM generate_series(1, 12) t;
+COMMIT;
+SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_hash'::regclass ORDER BY 1;
+SELECT sum(hits) AS hits FROM cit_hash;
+-- a distribution column the call does not name (here not a key): no split
+INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_local', 'h',
+  '{VAR :varno 1 :varattno 3 :vartype 20 :vartypmod -1 :varcollid 0 :varlevelsup 0 :varnosyn 1 :varattnosyn 3 :location -1}');
+ALTER TABLE cit_local ADD COLUMN note text;	-- a new shape, read as Citus'
+SELECT upsert_increment('cit_local', jsonb_build_object('tenant', t, 'day', '2026-11-22'), '{}')
+FROM generate_series(1, 12) t;
+SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_local'::regclass AND form = 'batch';
+
+DROP TABLE cit_dist, cit_local, cit_hash;
 SET allow_system_table_mods = on;
+DROP TABLE pg_catalog.pg_dist_shard;
 DROP TABLE pg_catalog.pg_dist_partition;
 RESET allow_system_table_mods;

@@ -331,6 +331,79 @@ check_domains(const UcShape *shape, const Datum *vals, const bool *isnull,
  * current entry for the call that held was built for.  SPI must be
  * connected.  Adds to *inserted and *updated.
  */
+/* Rows as an array, for shard_order() */
+typedef struct UcRowArray
+{
+	const Datum **values;
+	const bool **isnull;
+	int64		pos;
+} UcRowArray;
+
+static void
+array_next(void *arg, const Datum **values, const bool **isnull)
+{
+	UcRowArray *a = (UcRowArray *) arg;
+
+	*values = a->values[a->pos];
+	*isnull = a->isnull[a->pos];
+	a->pos++;
+}
+
+/*
+ * The n rows of a batch on a hash-distributed Citus table, regrouped by
+ * shard, each group still in key order: reads every row from the iterator
+ * and replaces it (*next_row, *iterarg) with one over the regrouped rows
+ * in *byshard.  Returns where each group ends (rows in no shard first,
+ * then the shards in hash order: one global order, so concurrent batches
+ * still lock in one order), or NULL, leaving the iterator alone, when the
+ * table's shard map is not usable (citus.c).
+ */
+static int64 *
+shard_order(const UcShape *shape, int64 n, UcRowIter *next_row, void **iterarg,
+			UcRowArray *byshard)
+{
+	UcShardMap *map = uc_citus_shard_map(shape);
+	int			ngroups;
+	int		   *shard;
+	int64	   *start;
+	int64	   *ends;
+	const Datum **values;
+	const bool **isnull;
+
+	if (map == NULL)
+		return NULL;
+	ngroups = map->nshards + 1;
+	shard = palloc(sizeof(int) * n);
+	values = palloc(sizeof(Datum *) * n);
+	isnull = palloc(sizeof(bool *) * n);
+	start = palloc0(sizeof(int64) * (ngroups + 1));
+	for (int64 j = 0; j < n; j++)
+	{
+		(*next_row) (*iterarg, &values[j], &isnull[j]);
+		shard[j] = 1 + uc_citus_shard_of(map, values[j][map->col], isnull[j][map->col]);
+		start[shard[j] + 1]++;
+	}
+	for (int g = 0; g < ngroups; g++)
+		start[g + 1] += start[g];
+	ends = palloc(sizeof(int64) * ngroups);
+	for (int g = 0; g < ngroups; g++)
+		ends[g] = start[g + 1];
+
+	byshard->values = palloc(sizeof(Datum *) * n);
+	byshard->isnull = palloc(sizeof(bool *) * n);
+	byshard->pos = 0;
+	for (int64 j = 0; j < n; j++)
+	{
+		int64		to = start[shard[j]]++;
+
+		byshard->values[to] = values[j];
+		byshard->isnull[to] = isnull[j];
+	}
+	*next_row = array_next;
+	*iterarg = byshard;
+	return ends;
+}
+
 static void
 execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 					UcRowIter next_row, void *iterarg,
@@ -348,6 +421,9 @@ execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 	char	   *paramnulls;
 	void	  **domainextra;
 	int64		done = 0;
+	int64	   *ends = NULL;	/* per shard group: where its rows end */
+	int			group = 0;
+	UcRowArray	byshard;
 
 	if (!uc_shape_compatible(merged, shape))
 		ereport(ERROR,
@@ -356,6 +432,10 @@ execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 						shape->relname),
 				 errdetail("A column's type or the key's unique index changed between reading and writing the rows."),
 				 errhint("Run the statement or transaction again.")));
+
+	/* a hash-distributed Citus table: the rows shard by shard (citus.c) */
+	if (shape->distributed && shape->batchable && n > 1)
+		ends = shard_order(shape, n, &next_row, &iterarg, &byshard);
 
 	chunkcxt = AllocSetContextCreate(CurrentMemoryContext,
 									 "upsert_counter chunk",
@@ -370,6 +450,14 @@ execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 	{
 		int			m = (int) Min(chunk, n - done);
 		UcOutcome	out;
+
+		/* no statement crosses a shard's end */
+		if (ends != NULL)
+		{
+			while (ends[group] <= done)
+				group++;
+			m = (int) Min(m, ends[group] - done);
+		}
 
 		/* gather m rows column by column */
 		for (int j = 0; j < m; j++)

@@ -53,42 +53,6 @@
 
 #include "upsert_counter.h"
 
-/*
- * Is the relation a Citus table (distributed, reference or managed local)?
- * Citus records them in its catalog pg_catalog.pg_dist_partition, whose
- * first column is the relation; without Citus the catalog does not exist.
- * Looked up by name, so nothing of Citus is needed to build or load us.
- * Citus plans our statements itself and refuses forced generic plans of
- * INSERT ... SELECT with parameters (cache.c), and its tables on the
- * coordinator hold no rows of their own (fastupdate.c).
- */
-static bool
-is_citus_table(Oid relid)
-{
-	Oid			catalog = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	bool		found;
-
-	if (!OidIsValid(catalog))
-		return false;
-	rel = table_open(catalog, AccessShareLock);
-	if (RelationGetDescr(rel)->natts < 1 ||
-		TupleDescAttr(RelationGetDescr(rel), 0)->atttypid != REGCLASSOID)
-	{
-		/* not the catalog we know */
-		table_close(rel, AccessShareLock);
-		return false;
-	}
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
-	found = HeapTupleIsValid(systable_getnext(scan));
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
 /* Is this (base) type one that a delta may be added to? */
 static bool
 is_delta_type(Oid basetypid)
@@ -620,7 +584,7 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	 * tables refuse system columns in RETURNING (see sqlgen.c).
 	 */
 	shape->count_by_xmax = (rel->rd_rel->relkind == RELKIND_RELATION);
-	shape->distributed = is_citus_table(RelationGetRelid(rel));
+	shape->distributed = uc_citus_table(RelationGetRelid(rel));
 
 	/* the lock ON CONFLICT DO UPDATE takes (ExecUpdateLockMode()) */
 	{

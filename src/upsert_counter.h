@@ -256,6 +256,20 @@ extern void uc_note_update(void);
 extern bool uc_take_update(void);
 extern void uc_upsert_one(const UcArgs *args, UcForm form, Datum *row,
 						  int64 *inserted, int64 *updated);
+/* citus.c */
+typedef struct UcShardMap
+{
+	int			col;			/* the distribution column: index into cols */
+	FmgrInfo	hashfn;			/* its type's default hash function */
+	Oid			collation;
+	int			nshards;
+	int32	   *ranges;			/* nshards (min, max) pairs, sorted */
+} UcShardMap;
+
+extern bool uc_citus_table(Oid relid);
+extern UcShardMap *uc_citus_shard_map(const UcShape *shape);
+extern int	uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull);
+
 extern void uc_execute_rows(const UcCacheEntry *held, int64 n,
 							UcRowIter next_row, void *iterarg,
 							int64 *inserted, int64 *updated);

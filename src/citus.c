@@ -1,0 +1,248 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.c
+ *	  What the extension knows of Citus: which tables are Citus', and how
+ *	  a hash-distributed table's rows fall into shards.
+ *
+ * Citus keeps its metadata in catalogs of its own in pg_catalog:
+ * pg_dist_partition (a row per Citus table: logicalrelid, partmethod 'h'
+ * for hash-distributed, 'n' for reference and local tables, partkey the
+ * distribution column as a node string) and pg_dist_shard (a row per shard:
+ * logicalrelid, shardminvalue and shardmaxvalue, the int4 hash range as
+ * text).  They are found here by name, so nothing of Citus is needed to
+ * build or load the extension, and a database without Citus has neither.
+ *
+ * Uses: a Citus table is planned per call (cache.c: Citus refuses generic
+ * plans of INSERT ... SELECT with parameters) and takes no direct update
+ * path (fastupdate.c: its coordinator table holds no rows of its own); the
+ * rows of a batch on a hash-distributed table are written shard by shard
+ * (execute.c), so that each statement touches one shard and Citus routes
+ * it to one worker instead of pulling it to the coordinator.  The shard of
+ * a row is found as Citus finds it: the distribution column's value hashed
+ * by its type's default hash function under the column's collation, looked
+ * up in the sorted hash ranges.
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "nodes/primnodes.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/typcache.h"
+
+#include "upsert_counter.h"
+
+/* One of Citus' catalogs, open, with the attribute number of some columns */
+static Relation
+open_catalog(const char *name)
+{
+	Oid			catalog = get_relname_relid(name, PG_CATALOG_NAMESPACE);
+
+	return OidIsValid(catalog) ? table_open(catalog, AccessShareLock) : NULL;
+}
+
+/* The attribute number of a column of the catalog, if it has that type */
+static AttrNumber
+catalog_column(Relation rel, const char *name, Oid typid)
+{
+	AttrNumber	attno = get_attnum(RelationGetRelid(rel), name);
+
+	if (attno == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(rel), attno - 1)->atttypid != typid)
+		return InvalidAttrNumber;
+	return attno;
+}
+
+/*
+ * The catalog's tuple for relid (a copy), scanning by its logicalrelid
+ * column; NULL if there is none or the catalog is not the one we know.
+ */
+static HeapTuple
+catalog_tuple(Relation rel, Oid relid)
+{
+	AttrNumber	attno = catalog_column(rel, "logicalrelid", REGCLASSOID);
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+
+	if (attno == InvalidAttrNumber)
+		return NULL;
+	ScanKeyInit(&key, attno, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		tup = heap_copytuple(tup);
+	else
+		tup = NULL;
+	systable_endscan(scan);
+	return tup;
+}
+
+/* Is the relation a Citus table (distributed, reference or managed local)? */
+bool
+uc_citus_table(Oid relid)
+{
+	Relation	rel = open_catalog("pg_dist_partition");
+	HeapTuple	tup;
+
+	if (rel == NULL)
+		return false;
+	tup = catalog_tuple(rel, relid);
+	table_close(rel, AccessShareLock);
+	return tup != NULL;
+}
+
+static int
+range_order(const void *a, const void *b)
+{
+	int32		x = ((const int32 *) a)[0];
+	int32		y = ((const int32 *) b)[0];
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The shard map of a hash-distributed table whose distribution column is
+ * column i of the shape, or NULL: not hash-distributed, the distribution
+ * column not among the call's columns, no default hash function for its
+ * type, or catalogs not as we know them.  Allocated in the current context.
+ */
+UcShardMap *
+uc_citus_shard_map(const UcShape *shape)
+{
+	Relation	rel;
+	HeapTuple	tup;
+	AttrNumber	methodno,
+				keyno;
+	bool		isnull;
+	Datum		d;
+	Node	   *partkey;
+	Var		   *var;
+	UcShardMap *map;
+	TypeCacheEntry *tce;
+	SysScanDesc scan;
+	ScanKeyData key;
+	AttrNumber	relidno,
+				minno,
+				maxno;
+	int			room = 32;
+
+	if (!shape->distributed || (rel = open_catalog("pg_dist_partition")) == NULL)
+		return NULL;
+	methodno = catalog_column(rel, "partmethod", CHAROID);
+	keyno = catalog_column(rel, "partkey", TEXTOID);
+	tup = methodno && keyno ? catalog_tuple(rel, shape->relid) : NULL;
+	if (tup == NULL)
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+	d = heap_getattr(tup, methodno, RelationGetDescr(rel), &isnull);
+	if (isnull || DatumGetChar(d) != 'h')
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+	d = heap_getattr(tup, keyno, RelationGetDescr(rel), &isnull);
+	table_close(rel, AccessShareLock);
+	if (isnull)
+		return NULL;
+	partkey = stringToNode(TextDatumGetCString(d));
+	if (partkey == NULL || !IsA(partkey, Var))
+		return NULL;
+	var = (Var *) partkey;
+
+	map = palloc0(sizeof(UcShardMap));
+	map->col = -1;
+	for (int i = 0; i < shape->ncols; i++)
+		if (shape->cols[i].attnum == var->varattno)
+			map->col = i;
+	if (map->col < 0)
+		return NULL;
+	tce = lookup_type_cache(getBaseType(shape->cols[map->col].typid), TYPECACHE_HASH_PROC);
+	if (!OidIsValid(tce->hash_proc))
+		return NULL;
+	fmgr_info(tce->hash_proc, &map->hashfn);
+	map->collation = var->varcollid;
+
+	/* the shards' hash ranges, sorted */
+	if ((rel = open_catalog("pg_dist_shard")) == NULL)
+		return NULL;
+	relidno = catalog_column(rel, "logicalrelid", REGCLASSOID);
+	minno = catalog_column(rel, "shardminvalue", TEXTOID);
+	maxno = catalog_column(rel, "shardmaxvalue", TEXTOID);
+	if (!relidno || !minno || !maxno)
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+	map->ranges = palloc(sizeof(int32) * 2 * room);
+	ScanKeyInit(&key, relidno, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(shape->relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Datum		lo = heap_getattr(tup, minno, RelationGetDescr(rel), &isnull);
+		bool		hinull;
+		Datum		hi = heap_getattr(tup, maxno, RelationGetDescr(rel), &hinull);
+
+		if (isnull || hinull)
+		{
+			map->nshards = 0;
+			break;
+		}
+		if (map->nshards == room)
+		{
+			room *= 2;
+			map->ranges = repalloc(map->ranges, sizeof(int32) * 2 * room);
+		}
+		map->ranges[2 * map->nshards] = pg_strtoint32(TextDatumGetCString(lo));
+		map->ranges[2 * map->nshards + 1] = pg_strtoint32(TextDatumGetCString(hi));
+		map->nshards++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (map->nshards < 2)
+		return NULL;			/* nothing to split */
+	qsort(map->ranges, map->nshards, 2 * sizeof(int32), range_order);
+	return map;
+}
+
+/*
+ * The shard (an index into the sorted ranges) of a row whose distribution
+ * column has this value; -1 for NULL or a hash in no range (Citus will say
+ * what it thinks of those rows).
+ */
+int
+uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull)
+{
+	int32		h;
+	int			lo = 0,
+				hi = map->nshards - 1;
+
+	if (isnull)
+		return -1;
+	h = DatumGetInt32(FunctionCall1Coll((FmgrInfo *) &map->hashfn, map->collation, value));
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (h < map->ranges[2 * mid])
+			hi = mid - 1;
+		else if (h > map->ranges[2 * mid + 1])
+			lo = mid + 1;
+		else
+			return mid;
+	}
+	return -1;
+}
