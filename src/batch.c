@@ -27,8 +27,10 @@
  *	  upsert_counter.batch_size rows (execute.c, which acquires the current
  *	  entry for the group's call again, so the rows go to the target OID
  *	  under its current names).  Groups are written in the
- *	  order of target OID and shape, so that concurrent batches take their
- *	  row locks in one global order and cannot deadlock with each other, and
+ *	  order of target OID and shape (on a hash-distributed Citus table each
+ *	  group in shard, then key order: execute.c), so that concurrent batches
+ *	  take their row locks in one global order and cannot deadlock with each
+ *	  other, and
  *	  no statement ever proposes one key twice ("ON CONFLICT DO UPDATE
  *	  command cannot affect row a second time").
  *

@@ -7,7 +7,9 @@
  * uc_upsert_one() is the whole single-row path (acquire, convert, execute,
  * release); uc_execute_rows() writes the rows a batch has merged and
  * sorted, upsert_counter.batch_size rows per statement, through the batch
- * plan (one array parameter per column).
+ * plan (one array parameter per column); on a hash-distributed Citus table
+ * it regroups them by shard first (shard, then key order) and no statement
+ * crosses a shard (citus.c), so that Citus routes each to one worker.
  *
  * Both acquire the cache entry they execute right before they use it (see
  * cache.c), so a batch buffered earlier is written by its target's OID
