@@ -34,7 +34,7 @@ REGRESS = install single_row batch assign_on_insert types errors cache citus \
 	partitioned security hostile plpgsql wagtail flush safety fastupdate rows
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \
-	commit_privileges fast_update
+	commit_privileges fast_update shard_lock_order
 ISOLATION_OPTS = --load-extension=upsert_counter
 
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
