@@ -16,6 +16,8 @@ _db = {
     "HOST": os.environ.get("PGHOST", ""),
     "PORT": os.environ.get("PGPORT", ""),
 }
+if os.environ.get("UC_DJANGO_SERVER_SIDE_BINDING"):    # psycopg 3 with Django 4.2+
+    _db["OPTIONS"] = {"server_side_binding": True}
 DATABASES = {
     "default": dict(_db),
     # a second alias for the router and using= tests; it mirrors default
