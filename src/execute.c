@@ -175,20 +175,15 @@ returned_row(const UcShape *s, UcForm form)
 			nulls[a] = true;
 			continue;
 		}
+		/* the plan was checked under our lock: its t.* is the row type */
 		if (j > spidesc->natts || TupleDescAttr(spidesc, j - 1)->atttypid != att->atttypid)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the columns of relation \"%s\" changed during the call",
-							s->relname),
-					 errhint("Retry the call.")));
+			elog(ERROR, "RETURNING t.* does not match the row type of relation \"%s\"",
+				 s->relname);
 		values[a] = SPI_getbinval(SPI_tuptable->vals[0], spidesc, j++, &nulls[a]);
 	}
 	if (j != spidesc->natts + 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the columns of relation \"%s\" changed during the call",
-						s->relname),
-				 errhint("Retry the call.")));
+		elog(ERROR, "RETURNING t.* does not match the row type of relation \"%s\"",
+			 s->relname);
 	tuple = heap_form_tuple(rowdesc, values, nulls);
 
 	/* to_jsonb(anyelement) finds its argument's type in its call expression */

@@ -14,9 +14,8 @@ from django.core.exceptions import EmptyResultSet
 
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
-from ._core import _open, _partitioned, _upsert_sql
+from ._core import _Codec, _Encoder, _open, _partitioned, _upsert_sql
 
 
 def _expr(value):
@@ -27,9 +26,9 @@ def upsert_rollup(target, queryset, keys, deltas, assign=None, *, using=None):
     if not keys:
         raise ValueError("keys must name the target's key fields")
     db, connection, state, spec = _open(target, using)
-    key_cols = spec.columns(list(keys), "keys")
-    delta_cols = spec.columns(list(deltas or {}), "deltas")
-    assign_cols = spec.columns(list(assign or {}), "assign")
+    # the columns and the values Model.save() would add, as for any call
+    codec = _Codec(spec, (tuple(keys), tuple(deltas or {}), tuple(assign or {}), ()))
+    key_cols, delta_cols = codec.cols[0], codec.cols[1]
     for c in delta_cols:
         if not (c.is_integer or c.kind in ("DecimalField", "FloatField")):
             raise ValueError("delta field %r is not a number field" % c.field.name)
@@ -43,21 +42,15 @@ def upsert_rollup(target, queryset, keys, deltas, assign=None, *, using=None):
     except EmptyResultSet:      # .none(), or a filter nothing can match
         return {"inserted": 0, "updated": 0}
 
-    named = {c.column for c in key_cols + delta_cols + assign_cols}
-    on_insert_implicit, always_implicit = spec.implicit(named)
-    insert_cols = [c for c, _, _ in on_insert_implicit]
-    always_cols = [c for c, _, _ in always_implicit]
-    # one value per statement for defaults and auto_now
-    now = timezone.now()
-    implicit_params = [fn(now) for _, _, fn in always_implicit] + [
-        what if how == "const" else what(now) if how == "now" else what()
-        for _, how, what in on_insert_implicit]
+    # one value per statement for defaults and auto_now, in codec.cols order
+    always, inserts = codec.per_call(_Encoder(spec))
+    implicit_params = list(always) + list(inserts) + [fn() for fn in codec.insert_row_fns]
+    nassign = len(assign or {})
     select = ["s.uc_k%d" % i for i in range(len(key_cols))] + \
         ["s.uc_d%d" % i for i in range(len(delta_cols))] + \
-        ["s.uc_a%d" % i for i in range(len(assign_cols))] + \
-        ["%s"] * (len(always_cols) + len(insert_cols))
-    cols = (tuple(key_cols), tuple(delta_cols), tuple(assign_cols) + tuple(always_cols),
-            tuple(insert_cols))
+        ["s.uc_a%d" % i for i in range(nassign)] + \
+        ["%s"] * (len(codec.cols[2]) - nassign + len(codec.cols[3]))
+    cols = codec.cols
     targets = [c for role in cols for c in role]
 
     with connection.cursor() as cursor:
