@@ -20,21 +20,22 @@ OBJS = \
 	src/cache.o \
 	src/sqlgen.o \
 	src/fastpath.o \
-	src/fastupdate.o \
 	src/execute.o \
 	src/rows.o \
 	src/batch.o \
 	src/flush.o
 
 EXTENSION = upsert_counter
-DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1--1.2.sql
+DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1--1.2.sql \
+	upsert_counter--1.2--1.3.sql
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache citus \
-	partitioned security hostile plpgsql wagtail flush safety fastupdate rows
+	partitioned security hostile plpgsql wagtail flush safety statement rows
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \
-	commit_privileges fast_update shard_lock_order
+	commit_privileges update_waits shard_lock_order \
+	checks_before_locks
 ISOLATION_OPTS = --load-extension=upsert_counter
 
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \

@@ -353,32 +353,6 @@ uc_cache_share(const UcPin *held, UcPin *pin)
 }
 
 /*
- * Keep the single form's range table, whose target entry carries exactly
- * the privileges the executor checks for the statement (fastupdate.c
- * checks the same on its direct path).
- */
-static void
-keep_range_table(UcCacheEntry *entry, SPIPlanPtr plan)
-{
-	List	   *sources = SPI_plan_get_plan_sources(plan);
-	CachedPlanSource *src;
-	Query	   *query;
-	MemoryContext oldcxt;
-
-	entry->perm_rtable = NIL;
-	if (list_length(sources) != 1)
-		return;
-	src = (CachedPlanSource *) linitial(sources);
-	if (list_length(src->query_list) != 1)
-		return;
-	query = linitial_node(Query, src->query_list);
-	oldcxt = MemoryContextSwitchTo(entry->cxt);
-	entry->perm_rtable = copyObject(query->rtable);
-	entry->perm_rti = query->resultRelation;
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
  * The kept plan for one form of a pinned entry, prepared on first use and
  * again when plancache says it went stale.  The caller has SPI connected.
  */
@@ -415,8 +389,6 @@ uc_cache_plan(UcCacheEntry *entry, UcForm form)
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		entry->plans[form] = plan;
-		if (form == UC_FORM_SINGLE)
-			keep_range_table(entry, plan);
 		pfree(sql);
 		pfree(argtypes);
 	}
@@ -503,20 +475,6 @@ uc_cache_report(FunctionCallInfo fcinfo)
 				values[2 + r] = names_array(s, (UcRole) r);
 			values[6] = CStringGetTextDatum(uc_form_names[f]);
 			values[7] = Int64GetDatum((int64) entry->calls[f]);
-			values[8] = BoolGetDatum(entry->valid);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-		if (entry->fast_calls > 0)
-		{
-			Datum		values[9];
-			bool		nulls[9] = {0};
-
-			values[0] = ObjectIdGetDatum(s->relid);
-			values[1] = ObjectIdGetDatum(s->arbiter);
-			for (int r = 0; r < UC_NROLES; r++)
-				values[2 + r] = names_array(s, (UcRole) r);
-			values[6] = CStringGetTextDatum("fast_update");
-			values[7] = Int64GetDatum((int64) entry->fast_calls);
 			values[8] = BoolGetDatum(entry->valid);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}

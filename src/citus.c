@@ -13,8 +13,8 @@
  * build or load the extension, and a database without Citus has neither.
  *
  * Uses: a Citus table is planned per call (cache.c: Citus refuses generic
- * plans of INSERT ... SELECT with parameters) and takes no direct update
- * path (fastupdate.c: its coordinator table holds no rows of its own); the
+ * plans of INSERT ... SELECT with parameters) and its statements count
+ * with RETURNING xmax = 0 (sqlgen.c: Citus refuses our functions there); the
  * rows of a batch on a hash-distributed table are written shard by shard
  * (execute.c), so that each statement touches one shard and Citus routes
  * it to one worker instead of pulling it to the coordinator.  The shard of

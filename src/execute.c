@@ -18,14 +18,16 @@
  *
  * Counting (see sqlgen.c): every row the statement inserted or updated
  * comes back with RETURNING <inserted>, a boolean; rows a BEFORE trigger
- * skipped do not come back and count as neither.  On plain tables it is
- * xmax = 0.  On partitioned tables (no system columns in RETURNING) it is
- * a flag kept here: each proposed row clears it (upsert_counter_note_row()
+ * skipped do not come back and count as neither.  <inserted> is a flag
+ * kept here: each proposed row clears it (upsert_counter_note_row()
  * around its first value), the SET clause of the update path sets it
  * (upsert_counter_note_update()), and RETURNING reads and clears it
  * (upsert_counter_take_update()); a nested statement's flag is saved and
- * restored around it.  With DO NOTHING, rows not inserted are keys that
- * existed.
+ * restored around it.  The statement reads no column the caller did not
+ * name, so it needs exactly the privileges of the plain statement.  On
+ * Citus tables, which refuse our functions in the statement, it is
+ * RETURNING xmax = 0 instead (plain tables only).  With DO NOTHING, rows
+ * not inserted are keys that existed.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -46,10 +48,7 @@
 
 #include "upsert_counter.h"
 
-/*
- * Partitioned targets: whether the row being written now took the ON
- * CONFLICT DO UPDATE path (see above).
- */
+/* Whether the row being written now took the ON CONFLICT DO UPDATE path */
 static bool uc_pending_update = false;
 
 /* What one execution did */
@@ -221,13 +220,6 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 
 		values[i] = uc_value_to_datum(shape, i, &args->values[i], &isnull, NULL);
 		nulls[i] = isnull ? 'n' : ' ';
-	}
-
-	/* the update path without the executor, where it is the same */
-	if (form == UC_FORM_SINGLE && uc_fast_update(entry, values, nulls))
-	{
-		*updated += 1;
-		return;
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)

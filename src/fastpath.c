@@ -9,9 +9,17 @@
  * a transition state and a copy of the arguments, although there is
  * exactly one row and nothing to merge.  This file owns a planner hook
  * that recognizes exactly that query shape and replaces the Aggref with a
- * call of upsert_increment_call(target, keys, deltas, assign, on_insert),
- * a plain function that does what the aggregate does for one row (write
- * it, or buffer it in commit mode) and returns the same result.
+ * call of upsert_increment_call(target, keys, deltas, assign, on_insert,
+ * called_as), a plain function that does what the aggregate does for one
+ * row (write it, or buffer it in commit mode) and returns the same result.
+ *
+ * called_as is the aggregate the query named.  The executor checks the
+ * EXECUTE right on the functions a plan calls when it starts the plan, as
+ * the user running it then, which need not be the user who planned it: so
+ * the replaced plan calls a function whose EXECUTE right is no one's
+ * business, and that function checks EXECUTE on called_as for the current
+ * user on every call (uc_fastpath_check_call()), as ExecInitAgg() would
+ * have for the aggregate.  A REVOKE on the aggregate refuses both forms.
  *
  * The shape, all of it required: a SELECT with no FROM, WHERE, GROUP BY,
  * HAVING, window, ORDER BY, DISTINCT, LIMIT, set operation, CTE, sublink,
@@ -25,8 +33,8 @@
  *
  * The OIDs are looked up in the extension's schema and kept per backend;
  * any change to pg_proc (a DROP or ALTER EXTENSION among them) forgets
- * them.  An extension not yet updated to 1.2 has no upsert_increment_call()
- * and is never rewritten.
+ * them.  An extension not yet updated to 1.3 has no six-argument
+ * upsert_increment_call() and is never rewritten.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -37,10 +45,12 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/planner.h"
 #include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -52,7 +62,7 @@ static planner_hook_type prev_planner_hook = NULL;
 /* The extension's functions, by OID; valid until pg_proc changes */
 static bool oids_known = false;
 static Oid	agg_oids[3];		/* upsert_increment with 3, 4 and 5 arguments */
-static Oid	call_oid = InvalidOid;	/* upsert_increment_call() */
+static Oid	call_oid = InvalidOid;	/* upsert_increment_call(..., called_as) */
 
 static void
 forget_oids(Datum arg, int cacheid, uint32 hashvalue)
@@ -64,7 +74,8 @@ static void
 learn_oids(void)
 {
 	Oid			nspoid = uc_extension_schema(true);
-	Oid			argtypes[5] = {REGCLASSOID, JSONBOID, JSONBOID, JSONBOID, JSONBOID};
+	Oid			argtypes[6] = {REGCLASSOID, JSONBOID, JSONBOID, JSONBOID, JSONBOID,
+	REGPROCEDUREOID};
 	char	   *nsp;
 	List	   *aggname;
 
@@ -78,7 +89,7 @@ learn_oids(void)
 		agg_oids[n - 3] = LookupFuncName(aggname, n, argtypes, true);
 	call_oid = LookupFuncName(list_make2(makeString(nsp),
 										 makeString("upsert_increment_call")),
-							  5, argtypes, true);
+							  6, argtypes, true);
 }
 
 /* The single Aggref of a query of the shape above, or NULL */
@@ -136,6 +147,10 @@ uc_planner(Query *parse, const char *query_string, int cursorOptions,
 				args = lappend(args, lfirst_node(TargetEntry, lc)->expr);
 			while (list_length(args) < 5)
 				args = lappend(args, makeNullConst(JSONBOID, -1, InvalidOid));
+			args = lappend(args, makeConst(REGPROCEDUREOID, -1, InvalidOid,
+										   sizeof(Oid),
+										   ObjectIdGetDatum(aggref->aggfnoid),
+										   false, true));
 			call = makeFuncExpr(call_oid, JSONBOID, args, InvalidOid,
 								InvalidOid, COERCE_EXPLICIT_CALL);
 			call->location = aggref->location;
@@ -147,6 +162,29 @@ uc_planner(Query *parse, const char *query_string, int cursorOptions,
 	if (prev_planner_hook)
 		return prev_planner_hook(parse, query_string, cursorOptions, boundParams);
 	return standard_planner(parse, query_string, cursorOptions, boundParams);
+}
+
+/*
+ * upsert_increment_call(..., called_as): refuse a call whose called_as is
+ * not one of our aggregates, or that the current user may not execute.
+ */
+void
+uc_fastpath_check_call(Oid called_as)
+{
+	AclResult	aclresult;
+
+	if (!oids_known)
+		learn_oids();
+	if (!OidIsValid(called_as) ||
+		(called_as != agg_oids[0] && called_as != agg_oids[1] &&
+		 called_as != agg_oids[2]))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argument \"called_as\" of upsert_increment_call() must be an upsert_increment() aggregate of this extension"),
+				 errhint("Call upsert_increment_call() with five arguments.")));
+	aclresult = uc_proc_aclcheck(called_as, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_AGGREGATE, get_func_name(called_as));
 }
 
 void

@@ -24,7 +24,8 @@
  * with the equivalent jsonb call.  Rows are then merged and written by
  * batch.c exactly as jsonb rows are.
  *
- * A field whose type is the column's type goes in as it is; integers
+ * A field whose type is the column's type goes in as it is, coerced to the
+ * column's typmod as an INSERT coerces it; integers
  * widen or narrow with a range check; anything else goes through its type's
  * output and the column type's input function (so a domain's checks run,
  * and a value the column type cannot take raises that type's own error).
@@ -209,7 +210,17 @@ field_to_column(UcRowMap *map, int a, Datum value, const UcColumn *col)
 	char	   *str;
 
 	if (atttype == col->typid)
+	{
+		/*
+		 * The column's typmod, as an INSERT applies it (an assignment, not
+		 * an explicit cast), before rows are merged: numeric(6, 2) rounds
+		 * each value, varchar(n) refuses a longer one.
+		 */
+		if (OidIsValid(col->typmodfn.fn_oid))
+			return FunctionCall3((FmgrInfo *) &col->typmodfn, value,
+								 Int32GetDatum(col->typmod), BoolGetDatum(false));
 		return value;
+	}
 	if (is_integer_type(atttype) && is_integer_type(col->typid))
 	{
 		int64		v = atttype == INT2OID ? DatumGetInt16(value) :

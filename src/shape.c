@@ -39,6 +39,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -152,6 +153,14 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 	get_typlenbyvalalign(col->typid, &col->typlen, &col->typbyval, &col->typalign);
 	getTypeInputInfo(col->typid, &infunc, &col->ioparam);
 	fmgr_info_cxt(infunc, &col->inputfn, cxt);
+	col->typmodfn.fn_oid = InvalidOid;
+	if (col->typmod >= 0)
+	{
+		Oid			funcid;
+
+		if (find_typmod_coercion_function(col->typid, &funcid) == COERCION_PATH_FUNC)
+			fmgr_info_cxt(funcid, &col->typmodfn, cxt);
+	}
 
 	if (role == UC_DELTA && !is_delta_type(col->basetypid))
 		ereport(ERROR,
@@ -576,22 +585,13 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	resolve_arbiter(rel, keyset, shape, cxt);
 
 	/*
-	 * RETURNING xmax = 0 tells inserted rows from updated ones; partitioned
-	 * tables refuse system columns in RETURNING (see sqlgen.c).
+	 * How the statements tell inserted rows from updated ones (sqlgen.c): a
+	 * flag set by the SET clause, except on Citus tables, which refuse our
+	 * functions in the statement; there RETURNING xmax = 0.
 	 */
-	shape->count_by_xmax = (rel->rd_rel->relkind == RELKIND_RELATION);
 	shape->distributed = uc_citus_table(RelationGetRelid(rel));
-
-	/* the lock ON CONFLICT DO UPDATE takes (ExecUpdateLockMode()) */
-	{
-		Bitmapset  *keyattrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_KEY);
-
-		for (int c = shape->rolestart[UC_DELTA]; c < shape->rolestart[UC_ON_INSERT]; c++)
-			if (bms_is_member(shape->cols[c].attnum - FirstLowInvalidHeapAttributeNumber,
-							  keyattrs))
-				shape->updates_key_columns = true;
-	}
-	uc_fast_update_decide(rel, shape, cxt);
+	shape->count_by_xmax = shape->distributed &&
+		rel->rd_rel->relkind == RELKIND_RELATION;
 
 	relation_close(rel, NoLock);
 	return shape;

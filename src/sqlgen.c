@@ -8,11 +8,14 @@
  * the forms are:
  *
  *	single		INSERT INTO "s"."t" AS t ("k1", "k2", "n", "a", "o")
- *				VALUES ($1, $2, $3, $4, $5)
+ *				VALUES (x.upsert_counter_note_row($1), $2, $3, $4, $5)
  *				ON CONFLICT <arbiter>
- *				DO UPDATE SET "n" = COALESCE(t."n", 0) OPERATOR(pg_catalog.+) EXCLUDED."n",
+ *				DO UPDATE SET "n" = x.upsert_counter_note_update(
+ *								COALESCE(t."n", 0) OPERATOR(pg_catalog.+) EXCLUDED."n"),
  *							  "a" = EXCLUDED."a"
- *				RETURNING (t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)
+ *				RETURNING (NOT x.upsert_counter_take_update())
+ *
+ *				(x is the extension's schema)
  *
  *	batch		the same with
  *				SELECT pg_catalog.unnest($1), ..., pg_catalog.unnest($5)
@@ -21,9 +24,9 @@
  *				and kept in array order, which is the arbiter's key order
  *
  *	returning	the single form with
- *				RETURNING (t.xmax ...), t.*
- *				(execute.c builds the jsonb: the statement itself calls no
- *				function that is not immutable, which Citus requires)
+ *				RETURNING (NOT x.upsert_counter_take_update()), t.*
+ *				(execute.c builds the jsonb from t.*: to_jsonb() is not
+ *				immutable, and Citus refuses such functions in RETURNING)
  *
  *	lookup		SELECT t.* FROM ONLY "s"."t" AS t
  *				WHERE (t."k1" COLLATE c OPERATOR(s.=) $1) AND ...
@@ -38,15 +41,18 @@
  * With no delta and no assign the action is DO NOTHING, and RETURNING is
  * not needed: every row returned is an insert.
  *
- * Counting: RETURNING xmax = 0 is true for a row the statement inserted
- * and false for one it updated (the update path locks the row first, and
- * the new version keeps our lock in its xmax); rows a BEFORE trigger
- * skipped are not returned at all.  Partitioned tables refuse system
- * columns in RETURNING, so there, and only there, three functions of ours
- * say the same (execute.c): the first value of each proposed row passes
- * through upsert_counter_note_row(), the first SET expression through
- * upsert_counter_note_update(), and RETURNING reads
- * NOT upsert_counter_take_update().
+ * Counting: the first value of each proposed row passes through
+ * upsert_counter_note_row(), which clears a flag; the first SET expression
+ * through upsert_counter_note_update(), which sets it; RETURNING reads it
+ * with upsert_counter_take_update() (execute.c).  Rows a BEFORE trigger
+ * skipped are not returned at all.  Nothing else is read, so the statement
+ * needs exactly the privileges of the plain one (a system column in
+ * RETURNING would need table-wide SELECT).  On Citus tables, which refuse
+ * functions that are not immutable in SET and RETURNING, plain tables
+ * count with RETURNING (t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid):
+ * true for a row the statement inserted, false for one it updated (the
+ * update path locks the row first, and the new version keeps our lock in
+ * its xmax).
  *
  * Names come only from the catalogs, quoted and schema-qualified; operators
  * and functions are qualified by pg_catalog or by their own schema, so the

@@ -48,6 +48,9 @@ int			uc_batch_size = 1000;
 int			uc_flush_mode = UC_FLUSH_STATEMENT;
 int			uc_flush_limit = 100000;
 
+/* upsert_counter.fast_update: accepted, no effect since 1.3 */
+static bool uc_fast_update_obsolete = false;
+
 static const struct config_enum_entry uc_flush_options[] = {
 	{"statement", UC_FLUSH_STATEMENT, false},
 	{"commit", UC_FLUSH_COMMIT, false},
@@ -81,10 +84,10 @@ _PG_init(void)
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("upsert_counter.fast_update",
-							 "Updates an existing counter row of a single-row call without the executor, where that is exactly what the statement would do.",
-							 "See the README for the conditions. Off runs every call through the cached INSERT ... ON CONFLICT plan.",
-							 &uc_fast_update_enabled,
-							 true,
+							 "Obsolete: has no effect.",
+							 "Version 1.2 updated existing rows without the executor when this was on. Since 1.3 every call runs the cached INSERT ... ON CONFLICT statement; the setting is still accepted so that configurations naming it keep working.",
+							 &uc_fast_update_obsolete,
+							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upsert_counter.flush_limit",
@@ -359,19 +362,24 @@ upsert_increment_finalfn(PG_FUNCTION_ARGS)
 
 /*
  * upsert_increment_call(target, keys, deltas, assign, on_insert): one row,
- * as a plain function.  What a FROM-less call of the aggregate is planned
- * as (fastpath.c), and callable directly: the same result as the aggregate
- * over one row, in either flush mode.
+ * as a plain function, callable directly: the same result as the aggregate
+ * over one row, in either flush mode.  With a sixth argument, called_as,
+ * it is what a FROM-less call of the aggregate is planned as (fastpath.c),
+ * and checks the EXECUTE right on that aggregate first.
  */
 PG_FUNCTION_INFO_V1(upsert_increment_call);
 Datum
 upsert_increment_call(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *objs[UC_NROLES];
-	Oid			relid = get_call_args(fcinfo, 0, objs);
+	Oid			relid;
 	UcArgs		args = {0};
 	int64		inserted = 0;
 	int64		updated = 0;
+
+	if (PG_NARGS() > 5)
+		uc_fastpath_check_call(PG_ARGISNULL(5) ? InvalidOid : PG_GETARG_OID(5));
+	relid = get_call_args(fcinfo, 0, objs);
 
 	if (uc_flush_mode == UC_FLUSH_COMMIT)
 	{

@@ -22,8 +22,6 @@
  *	sqlgen.c	the text of the generated statements
  *	fastpath.c	the planner hook that runs a FROM-less call of the
  *				aggregate as a plain function call
- *	fastupdate.c	the update path of a single-row call without the
- *				executor, where it is exactly what the statement does
  *	execute.c	running the plans, one row or sorted chunks of a batch,
  *				and counting what they did
  *	rows.c		the typed input path: rows as records whose field names
@@ -52,6 +50,13 @@
 #include "utils/rel.h"
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
+
+#if PG_VERSION_NUM >= 160000
+#define uc_proc_aclcheck(proc, user, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (user), (mode))
+#else
+#define uc_proc_aclcheck(proc, user, mode) pg_proc_aclcheck((proc), (user), (mode))
+#endif
 
 /* The role a column plays in a call; also the order of the jsonb arguments */
 typedef enum UcRole
@@ -115,6 +120,9 @@ typedef struct UcColumn
 	char		typalign;
 	Oid			ioparam;
 	FmgrInfo	inputfn;
+	FmgrInfo	typmodfn;		/* the type's length coercion to typmod, if
+								 * the column has a typmod and the type one
+								 * (fn_oid InvalidOid otherwise) */
 } UcColumn;
 
 /*
@@ -145,13 +153,7 @@ typedef struct UcShape
 	SortSupportData *keysort;
 	bool		batchable;		/* every column has an array type */
 	bool		count_by_xmax;	/* RETURNING xmax = 0 tells inserts apart */
-	bool		distributed;	/* a Citus table (shape.c): custom plans, no direct path */
-	bool		fast_update;	/* the update path may go direct (fastupdate.c) */
-	bool		fk_triggers;	/* ... but foreign key checks exist */
-	bool		updates_key_columns;	/* a SET column is in a key (lock mode) */
-	int			ndefaults;		/* unnamed columns with a default ... */
-	AttrNumber *defattnum;
-	Expr	  **defexpr;		/* ... and its expression (fastupdate.c) */
+	bool		distributed;	/* a Citus table (shape.c): custom plans */
 } UcShape;
 
 /*
@@ -174,10 +176,6 @@ typedef struct UcCacheEntry
 	int			running;		/* executions of its plans under way */
 	SPIPlanPtr	plans[UC_NFORMS];
 	uint64		calls[UC_NFORMS];
-	List	   *perm_rtable;	/* the single form's range table, for its
-								 * privilege check on the direct path */
-	Index		perm_rti;		/* the target's index in it */
-	uint64		fast_calls;		/* updates done on the direct path */
 	dlist_node	node;			/* LRU list, or the list of entries to free */
 } UcCacheEntry;
 
@@ -201,7 +199,6 @@ extern int	uc_cache_size;
 extern int	uc_batch_size;
 extern int	uc_flush_mode;
 extern int	uc_flush_limit;
-extern bool uc_fast_update_enabled;
 
 /* args.c */
 extern void uc_args_read(UcArgs *args, Oid relid, Jsonb *const *objs);
@@ -294,14 +291,9 @@ extern void uc_rows_add(UcBatchState *state, Oid relid, HeapTupleHeader td,
 extern void uc_batch_flush(UcBatchState *state, int64 *inserted,
 						   int64 *updated);
 
-/* fastupdate.c */
-extern void uc_fast_update_decide(Relation rel, UcShape *shape,
-								  MemoryContext cxt);
-extern bool uc_fast_update(UcCacheEntry *entry, const Datum *values,
-						   const char *nulls);
-
 /* fastpath.c */
 extern void uc_fastpath_init(void);
+extern void uc_fastpath_check_call(Oid called_as);
 
 /* flush.c */
 extern void uc_flush_init(void);
