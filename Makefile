@@ -23,7 +23,7 @@ OBJS = \
 	src/execute.o \
 	src/rows.o \
 	src/batch.o \
-	src/flush.o
+	src/buffer.o
 
 EXTENSION = upsert_counter
 DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1--1.2.sql \
@@ -50,8 +50,8 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-# PGXS tracks no header dependencies: every object depends on the one header
-$(OBJS): src/upsert_counter.h
+# PGXS tracks no header dependencies: every object depends on every header
+$(OBJS): $(wildcard src/*.h)
 
 .PHONY: test demo bench stress
 test:

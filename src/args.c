@@ -24,7 +24,7 @@
 #include "common/hashfn.h"
 #include "utils/jsonb.h"
 
-#include "upsert_counter.h"
+#include "shape.h"
 
 const char *const uc_role_arg_names[UC_NROLES] = {
 	"keys", "deltas", "assign", "on_insert"
@@ -143,41 +143,4 @@ uc_args_set_key(UcArgs *args, Oid relid)
 	args->namekeylen = keylen;
 	args->hash = hash_combine(hash_bytes_uint32(relid),
 							  hash_bytes((const unsigned char *) args->namekey, keylen));
-}
-
-/*
- * The arguments of the call an entry was built for, without values: to
- * look the entry's key up again (a batch written later than it was read).
- */
-void
-uc_args_from_entry(UcArgs *args, const UcCacheEntry *entry)
-{
-	const UcShape *s = entry->shape;
-
-	args->relid = entry->relid;
-	args->ncols = s->ncols;
-	args->maxcols = s->ncols;
-	args->names = palloc(Max(s->ncols, 1) * sizeof(char *));
-	args->namelens = palloc(Max(s->ncols, 1) * sizeof(int));
-	args->values = NULL;
-	for (int r = 0; r < UC_NROLES; r++)
-		args->nrole[r] = s->nrole[r];
-	for (int i = 0; i < s->ncols; i++)
-	{
-		args->names[i] = s->cols[i].name;
-		args->namelens[i] = strlen(s->cols[i].name);
-	}
-	args->namekey = entry->namekey;
-	args->namekeylen = entry->namekeylen;
-	args->hash = entry->hash;
-}
-
-/* Does this call name exactly the entry's target, columns and roles? */
-bool
-uc_args_same_key(const UcArgs *args, const UcCacheEntry *entry)
-{
-	return args->relid == entry->relid &&
-		args->hash == entry->hash &&
-		args->namekeylen == entry->namekeylen &&
-		memcmp(args->namekey, entry->namekey, args->namekeylen) == 0;
 }

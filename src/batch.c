@@ -12,8 +12,8 @@
  *	  the function it reads like.
  *	- From the second row on, rows are grouped by shape (target and column
  *	  names per role).  Each group acquires its cache entry (cache.c) and
- *	  holds the pin as long as the state's memory context lives: a memory
- *	  context callback releases it, so a cursor that outlives a savepoint
+ *	  holds a reference to it as long as the state's memory context lives: a
+ *	  memory context callback releases it, so a cursor that outlives a savepoint
  *	  keeps its entries, and a buffer dropped with its subtransaction
  *	  releases them.  Each group keeps a
  *	  red-black tree of distinct keys, ordered and compared by the arbiter
@@ -44,6 +44,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "lib/rbtree.h"
 #include "utils/builtins.h"
@@ -51,7 +52,7 @@
 #include "utils/float.h"
 #include "utils/fmgrprotos.h"
 
-#include "upsert_counter.h"
+#include "batch.h"
 
 typedef struct UcRowNode
 {
@@ -62,8 +63,8 @@ typedef struct UcRowNode
 
 typedef struct UcGroup
 {
-	UcPin		pin;			/* released with the state's memory */
-	UcCacheEntry *entry;		/* = pin.entry while pinned */
+	UcRef		ref;			/* released with the state's memory */
+	UcCacheEntry *entry;		/* = ref.entry while referenced */
 	UcShape    *shape;
 	RBTree	   *tree;
 	int64		nrows;			/* distinct keys */
@@ -84,9 +85,9 @@ struct UcBatchState
 	bool		holding;		/* exactly one row so far, kept as given */
 	Oid			held_relid;
 	Jsonb	   *held[UC_NROLES];
-	bool		flushed;
+	bool		written;		/* uc_batch_write() was called */
 	bool		check_privileges;	/* commit mode: check at buffering */
-	MemoryContextCallback release;	/* gives back every group's pin */
+	MemoryContextCallback release;	/* gives back every group's reference */
 };
 
 static PGFunction
@@ -176,7 +177,7 @@ row_alloc(void *arg)
 	return MemoryContextAlloc(((UcGroup *) arg)->cxt, sizeof(UcRowNode));
 }
 
-/* The state's memory context is going away: give back the groups' pins */
+/* The state's memory context is going away: give back the groups' references */
 static void
 release_groups(void *arg)
 {
@@ -184,14 +185,14 @@ release_groups(void *arg)
 
 	for (UcGroup *g = state->groups; g != NULL; g = g->next)
 	{
-		uc_cache_release(&g->pin);
+		uc_cache_release(&g->ref);
 		g->entry = NULL;
 	}
 }
 
 /*
  * A state in cxt.  An aggregate's state (can_hold) keeps a lone first row as
- * given; the commit-mode buffer (flush.c) always merges at once, and checks
+ * given; the commit-mode buffer (buffer.c) always merges at once, and checks
  * the caller's privileges on each shape it starts, since the write comes
  * later.
  */
@@ -215,14 +216,14 @@ uc_batch_nkeys(const UcBatchState *state)
 	return state->nkeys + (state->holding ? 1 : 0);
 }
 
-/* A new, empty group whose pin the caller has just taken */
+/* A new, empty group whose reference the caller has just taken */
 static UcGroup *
 group_init(UcBatchState *state, UcGroup *g)
 {
 	MemoryContext oldcxt;
 
-	g->entry = g->pin.entry;
-	g->shape = g->entry->shape;
+	g->entry = g->ref.entry;
+	g->shape = uc_entry_shape(g->entry);
 	g->cxt = state->cxt;
 	g->addfn = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(PGFunction));
 	g->memo = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(UcValueMemo));
@@ -237,8 +238,8 @@ group_init(UcBatchState *state, UcGroup *g)
 }
 
 /*
- * Link a group whose pin was just taken into the state, so that the
- * release callback sees the pin
+ * Link a group whose reference was just taken into the state, so that the
+ * release callback sees it
  */
 static void
 group_link(UcBatchState *state, UcGroup *g)
@@ -249,31 +250,31 @@ group_link(UcBatchState *state, UcGroup *g)
 }
 
 /*
- * A new group for a call's shape: acquires its cache entry, pinned until
- * the state's memory goes (or the final function is done).
+ * A new group for a call's shape: acquires its cache entry, referenced
+ * until the state's memory goes (or the final function is done).
  */
 static UcGroup *
 new_group(UcBatchState *state, const UcArgs *args)
 {
 	UcGroup    *g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
 
-	uc_cache_acquire(args, &g->pin);
+	uc_cache_acquire(args, &g->ref);
 	group_link(state, g);
 	if (state->check_privileges)
-		uc_shape_check_privileges(g->pin.entry->shape, GetUserId());
+		uc_shape_check_privileges(uc_entry_shape(g->ref.entry), GetUserId());
 	return group_init(state, g);
 }
 
 /*
- * A new group for the entry another state's group holds (merging): shares
- * its pin, with no look-up, so merging cannot fail on the catalogs.
+ * A new group for the entry another state's group holds (merging): takes
+ * another reference to it, with no look-up, so merging cannot fail on the catalogs.
  */
 static UcGroup *
 new_group_like(UcBatchState *state, const UcGroup *other)
 {
 	UcGroup    *g = MemoryContextAllocZero(state->cxt, sizeof(UcGroup));
 
-	uc_cache_share(&other->pin, &g->pin);
+	uc_cache_addref(&other->ref, &g->ref);
 	group_link(state, g);
 	return group_init(state, g);
 }
@@ -283,10 +284,10 @@ find_group(UcBatchState *state, const UcArgs *args)
 {
 	UcGroup    *g = state->last;
 
-	if (g != NULL && g->entry != NULL && uc_args_same_key(args, g->entry))
+	if (g != NULL && g->entry != NULL && uc_entry_is_for(g->entry, args))
 		return g;
 	for (g = state->groups; g != NULL; g = g->next)
-		if (g->entry != NULL && uc_args_same_key(args, g->entry))
+		if (g->entry != NULL && uc_entry_is_for(g->entry, args))
 			return state->last = g;
 
 	return state->last = new_group(state, args);
@@ -355,7 +356,7 @@ uc_batch_add_with(UcBatchState *state, const UcArgs *args, UcConvertFn convert,
 	UcGroup    *g;
 	UcRowNode	tmp;
 
-	if (state->flushed)
+	if (state->written)
 		elog(ERROR, "upsert_increment() state was already written");
 	if (state->holding)
 	{
@@ -388,7 +389,7 @@ copy_jsonb(MemoryContext cxt, Jsonb *jb)
 void
 uc_batch_add_jsonb(UcBatchState *state, Oid relid, Jsonb *const *objs)
 {
-	if (state->flushed)
+	if (state->written)
 		elog(ERROR, "upsert_increment() state was already written");
 
 	if (state->can_hold && state->groups == NULL && !state->holding)
@@ -438,7 +439,7 @@ uc_batch_merge(UcBatchState *dst, UcBatchState *src)
 	}
 }
 
-/* Iterating a group's tree for uc_execute_rows(); arg is an RBTreeIterator */
+/* Iterating a group's tree for uc_write_rows(); arg is an RBTreeIterator */
 static void
 next_row(void *arg, const Datum **values, const bool **isnull)
 {
@@ -453,39 +454,29 @@ next_row(void *arg, const Datum **values, const bool **isnull)
 static int
 group_order(const void *a, const void *b)
 {
-	const UcGroup *ga = *(UcGroup *const *) a;
-	const UcGroup *gb = *(UcGroup *const *) b;
-
-	int			c;
-
-	if (ga->entry->relid != gb->entry->relid)
-		return ga->entry->relid < gb->entry->relid ? -1 : 1;
-	c = memcmp(ga->entry->namekey, gb->entry->namekey,
-			   Min(ga->entry->namekeylen, gb->entry->namekeylen));
-	if (c != 0)
-		return c;
-	return ga->entry->namekeylen - gb->entry->namekeylen;
+	return uc_entry_compare((*(UcGroup *const *) a)->entry,
+							(*(UcGroup *const *) b)->entry);
 }
 
 /*
  * Write everything the state holds.  Called once, by the final function.
  */
 void
-uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
+uc_batch_write(UcBatchState *state, int64 *inserted, int64 *updated)
 {
 	UcGroup   **order;
 	int			n = 0;
 
-	if (state->flushed)
+	if (state->written)
 		elog(ERROR, "upsert_increment() state was already written");
-	state->flushed = true;
+	state->written = true;
 
 	if (state->holding)
 	{
 		UcArgs		args = {0};
 
 		uc_args_read(&args, state->held_relid, state->held);
-		uc_upsert_one(&args, UC_FORM_SINGLE, NULL, inserted, updated);
+		uc_write_one(&args, UC_FORM_SINGLE, NULL, inserted, updated);
 		return;
 	}
 
@@ -502,7 +493,7 @@ uc_batch_flush(UcBatchState *state, int64 *inserted, int64 *updated)
 		RBTreeIterator it;
 
 		rbt_begin_iterate(g->tree, LeftRightWalk, &it);
-		uc_execute_rows(g->entry, g->nrows, next_row, &it, inserted, updated);
+		uc_write_rows(g->entry, g->nrows, next_row, &it, inserted, updated);
 	}
 	SPI_finish();
 	release_groups(state);

@@ -7,41 +7,45 @@
  * utils/adt/ri_triggers.c, and the one protocol by which the rest of the
  * extension uses an entry:
  *
- *		entry = uc_cache_acquire(&args, &pin);	lock, look up or build, pin
- *		... use entry->shape and uc_cache_plan(entry, form) ...
- *		uc_cache_release(&pin);
+ *		entry = uc_cache_acquire(&args, &ref);	lock, look up or build, ref
+ *		... uc_entry_shape(entry), uc_cache_execute(entry, form, ...) ...
+ *		uc_cache_release(&ref);
  *
  *	- Acquire locks the target first (RowExclusiveLock, as the INSERT will):
  *	  taking the lock processes pending invalidations, so a valid entry can
  *	  be trusted (ri_FetchPreparedPlan() makes the same point).  It then
  *	  looks the entry up by the target's OID and the exact role and name of
  *	  every column (never a hash alone), builds it from the catalogs if it
- *	  is missing or invalid, and pins it.  Everything a caller does with an
+ *	  is missing or invalid, and takes a reference on it for the caller.  Everything a caller does with an
  *	  entry, converting values included, happens after acquire: user code
  *	  run by a conversion (a domain check, a type input function) may call
  *	  us again, and can then neither free nor rebuild what the caller holds.
- *	- A pin belongs to whoever acquired it and is released by that holder
- *	  alone, through its own UcPin; releasing twice is a no-op.  Holders tie
- *	  their pins to what they live in: a single call releases in
+ *	- A reference belongs to whoever acquired it and is released by that
+ *	  holder alone, through its own UcRef; releasing twice is a no-op.
+ *	  Holders tie their references to what they live in: a single call releases in
  *	  PG_FINALLY; an aggregate state or a commit-mode buffer releases from a
- *	  callback of the memory context it is allocated in, so the pin lives
- *	  exactly as long as its user (a cursor's portal that outlives a
- *	  savepoint keeps its pins; an aborted subtransaction's buffer drops
- *	  them).  No transaction callback touches pins.
+ *	  callback of the memory context it is allocated in, so the reference
+ *	  lives exactly as long as its user (a cursor's portal that outlives a
+ *	  savepoint keeps its references; an aborted subtransaction's buffer
+ *	  drops them).  No transaction callback touches references.
  *	- Invalidation callbacks (relcache: the table or its arbiter; syscache:
  *	  any schema, since a renamed schema changes our SQL text) only mark
  *	  entries invalid.  The next acquire of an invalid entry takes it out of
  *	  the cache (detaches it) and builds a new one from the catalogs, so a
  *	  call always uses the current names of its target OID, even while an
- *	  older entry is still pinned by someone else.
- *	- An entry is freed only when it is out of the cache and unpinned, and
- *	  never inside a callback: release moves it to a list that the next
- *	  acquire empties.  The cache holds at most upsert_counter.cache_size
- *	  entries beyond those pinned, evicting the least recently used.
+ *	  older entry is still referenced by someone else.
+ *	- An entry is freed only when it is out of the cache and no longer
+ *	  referenced, and never inside a callback: release moves it to a list
+ *	  that the next acquire empties.  The cache holds at most
+ *	  upsert_counter.cache_size entries beyond those referenced, evicting
+ *	  the least recently used.
  *	- A kept plan that plancache reports invalid is dropped and prepared
  *	  again from freshly built text, as ri_FetchPreparedPlan() does, unless
  *	  a plan of the entry is executing (a trigger's nested call): then
  *	  plancache revalidates it in place.
+ *
+ * The entry's fields are this file's: the layers above reach a shape and
+ * the statements only through the functions below.
  *
  * Copyright (c) 2026, the upsert_counter authors
  *
@@ -59,9 +63,33 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
+#include "executor/spi.h"
 #include "utils/syscache.h"
 
-#include "upsert_counter.h"
+#include "cache.h"
+
+/*
+ * A cache entry: a shape and the plans prepared for it.  Allocated in its
+ * own memory context, with everything it owns but the kept plans.  Used
+ * only between uc_cache_acquire() and uc_cache_release(), and never freed
+ * while referenced.
+ */
+struct UcCacheEntry
+{
+	Oid			relid;
+	char	   *namekey;		/* as UcArgs.namekey */
+	int			namekeylen;
+	uint32		hash;
+	MemoryContext cxt;
+	UcShape    *shape;
+	bool		valid;			/* false once an invalidation hit it */
+	bool		detached;		/* out of the cache; freed at its last release */
+	int			refcount;		/* uc_cache_acquire() and addref not released */
+	int			running;		/* executions of its plans under way */
+	SPIPlanPtr	plans[UC_NFORMS];
+	uint64		calls[UC_NFORMS];
+	dlist_node	node;			/* LRU list, or the list of entries to free */
+};
 
 const char *const uc_form_names[UC_NFORMS] = {
 	"single", "batch", "returning", "lookup"
@@ -172,7 +200,7 @@ uc_cache_init(void)
 static void
 entry_free(UcCacheEntry *entry)
 {
-	Assert(entry->pins == 0 && entry->detached);
+	Assert(entry->refcount == 0 && entry->detached);
 	for (int f = 0; f < UC_NFORMS; f++)
 		if (entry->plans[f] != NULL)
 			SPI_freeplan(entry->plans[f]);
@@ -195,8 +223,8 @@ free_dead(void)
 }
 
 /*
- * Take an entry out of the cache.  Unpinned, it is freed at once (never
- * call this from a callback); pinned, at its last release.
+ * Take an entry out of the cache.  Unreferenced, it is freed at once (never
+ * call this from a callback); referenced, at its last release.
  */
 static void
 entry_detach(UcCacheEntry *entry)
@@ -212,7 +240,7 @@ entry_detach(UcCacheEntry *entry)
 	dlist_delete(&entry->node);
 	uc_nentries--;
 	entry->detached = true;
-	if (entry->pins == 0)
+	if (entry->refcount == 0)
 		entry_free(entry);
 }
 
@@ -228,7 +256,7 @@ evict(void)
 	{
 		UcCacheEntry *entry = dlist_container(UcCacheEntry, node, iter.cur);
 
-		if (entry->pins == 0)
+		if (entry->refcount == 0)
 			entry_detach(entry);
 	}
 }
@@ -271,11 +299,12 @@ entry_build(const UcArgs *args)
  */
 
 /*
- * Lock the call's target, find or build its current entry, and pin it for
- * the caller, who must pass pin to uc_cache_release() when done.
+ * Lock the call's target, find or build its current entry, and take a
+ * reference on it for the caller, who must pass ref to uc_cache_release()
+ * when done.
  */
 UcCacheEntry *
-uc_cache_acquire(const UcArgs *args, UcPin *pin)
+uc_cache_acquire(const UcArgs *args, UcRef *ref)
 {
 	UcCacheKey	key;
 	UcCacheSlot *slot;
@@ -313,8 +342,8 @@ uc_cache_acquire(const UcArgs *args, UcPin *pin)
 	else
 		dlist_move_head(&uc_lru, &entry->node);
 
-	entry->pins++;
-	pin->entry = entry;
+	entry->refcount++;
+	ref->entry = entry;
 
 	if (uc_nentries > uc_cache_size)
 		evict();
@@ -322,46 +351,109 @@ uc_cache_acquire(const UcArgs *args, UcPin *pin)
 }
 
 /*
- * Give back a pin.  Safe to call twice, and from memory context callbacks
- * during abort: it frees nothing itself.
+ * Give back a reference.  Safe to call twice, and from memory context
+ * callbacks during abort: it frees nothing itself.
  */
 void
-uc_cache_release(UcPin *pin)
+uc_cache_release(UcRef *ref)
 {
-	UcCacheEntry *entry = pin->entry;
+	UcCacheEntry *entry = ref->entry;
 
 	if (entry == NULL)
 		return;
-	pin->entry = NULL;
-	Assert(entry->pins > 0);
-	entry->pins--;
-	if (entry->pins == 0 && entry->detached)
+	ref->entry = NULL;
+	Assert(entry->refcount > 0);
+	entry->refcount--;
+	if (entry->refcount == 0 && entry->detached)
 		dlist_push_tail(&uc_dead, &entry->node);
 }
 
 /*
- * Take another pin on an entry a holder has pinned, for a holder that
+ * Take another reference on an entry a holder has, for a holder that
  * inherits its rows (a merged batch).  No look-up: the entry is used only
  * through uc_cache_acquire() again when its rows are written.
  */
 void
-uc_cache_share(const UcPin *held, UcPin *pin)
+uc_cache_addref(const UcRef *held, UcRef *ref)
 {
-	Assert(held->entry != NULL && held->entry->pins > 0);
-	held->entry->pins++;
-	pin->entry = held->entry;
+	Assert(held->entry != NULL && held->entry->refcount > 0);
+	held->entry->refcount++;
+	ref->entry = held->entry;
+}
+
+/* The shape of a referenced entry */
+UcShape *
+uc_entry_shape(const UcCacheEntry *entry)
+{
+	return entry->shape;
+}
+
+/* Does this call name exactly the entry's target, columns and roles? */
+bool
+uc_entry_is_for(const UcCacheEntry *entry, const UcArgs *args)
+{
+	return args->relid == entry->relid &&
+		args->hash == entry->hash &&
+		args->namekeylen == entry->namekeylen &&
+		memcmp(args->namekey, entry->namekey, args->namekeylen) == 0;
 }
 
 /*
- * The kept plan for one form of a pinned entry, prepared on first use and
- * again when plancache says it went stale.  The caller has SPI connected.
+ * The arguments of the call an entry was built for, without values: to
+ * acquire the current entry of that call again (a batch written later than
+ * it was read).
  */
-SPIPlanPtr
-uc_cache_plan(UcCacheEntry *entry, UcForm form)
+void
+uc_entry_args(const UcCacheEntry *entry, UcArgs *args)
+{
+	const UcShape *s = entry->shape;
+
+	args->relid = entry->relid;
+	args->ncols = s->ncols;
+	args->maxcols = s->ncols;
+	args->names = palloc(Max(s->ncols, 1) * sizeof(char *));
+	args->namelens = palloc(Max(s->ncols, 1) * sizeof(int));
+	args->values = NULL;
+	for (int r = 0; r < UC_NROLES; r++)
+		args->nrole[r] = s->nrole[r];
+	for (int i = 0; i < s->ncols; i++)
+	{
+		args->names[i] = s->cols[i].name;
+		args->namelens[i] = strlen(s->cols[i].name);
+	}
+	args->namekey = entry->namekey;
+	args->namekeylen = entry->namekeylen;
+	args->hash = entry->hash;
+}
+
+/*
+ * The order batches write their groups in: by target OID, then by the
+ * call's roles and names, so that concurrent writers lock in one order.
+ */
+int
+uc_entry_compare(const UcCacheEntry *a, const UcCacheEntry *b)
+{
+	int			c;
+
+	if (a->relid != b->relid)
+		return a->relid < b->relid ? -1 : 1;
+	c = memcmp(a->namekey, b->namekey, Min(a->namekeylen, b->namekeylen));
+	if (c != 0)
+		return c;
+	return a->namekeylen - b->namekeylen;
+}
+
+/*
+ * The kept plan for one form of a referenced entry, prepared on first use
+ * and again when plancache says it went stale.  The caller has SPI
+ * connected.
+ */
+pg_noinline static SPIPlanPtr
+cache_plan(UcCacheEntry *entry, UcForm form)
 {
 	SPIPlanPtr	plan = entry->plans[form];
 
-	Assert(entry->pins > 0);
+	Assert(entry->refcount > 0);
 	if (plan != NULL && entry->running == 0 && !SPI_plan_is_valid(plan))
 	{
 		SPI_freeplan(plan);
@@ -394,6 +486,32 @@ uc_cache_plan(UcCacheEntry *entry, UcForm form)
 	}
 	entry->calls[form]++;
 	return plan;
+}
+
+/*
+ * Execute a form's plan of a referenced entry with these parameters and
+ * return SPI's result code.  While it runs, a nested call (a trigger's)
+ * that finds the plan stale leaves it to plancache to revalidate in place
+ * rather than freeing it.  The caller has SPI connected.
+ */
+int
+uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
+				 const char *nulls)
+{
+	SPIPlanPtr	plan = cache_plan(entry, form);
+	volatile int rc = 0;
+
+	entry->running++;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		entry->running--;
+	}
+	PG_END_TRY();
+	return rc;
 }
 
 /* ---------------------------------------------------------------------
@@ -433,27 +551,7 @@ uc_cache_report(FunctionCallInfo fcinfo)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	dlist_iter	iter;
 
-#if PG_VERSION_NUM >= 150000
 	InitMaterializedSRF(fcinfo, 0);
-#else
-	{
-		MemoryContext oldcxt;
-		TupleDesc	tupdesc;
-
-		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-			!(rsinfo->allowedModes & SFRM_Materialize))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("set-valued function called in context that cannot accept a set")));
-		oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		rsinfo->returnMode = SFRM_Materialize;
-		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-		rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-		MemoryContextSwitchTo(oldcxt);
-	}
-#endif
 	if (uc_cache == NULL)
 		return (Datum) 0;
 

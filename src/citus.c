@@ -41,7 +41,7 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 
-#include "upsert_counter.h"
+#include "citus.h"
 
 /* One of Citus' catalogs, open, with the attribute number of some columns */
 static Relation

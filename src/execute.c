@@ -4,8 +4,8 @@
  *	  Running the cached plans, and counting what they did.
  *
  * This file owns the step from values to executed statements:
- * uc_upsert_one() is the whole single-row path (acquire, convert, execute,
- * release); uc_execute_rows() writes the rows a batch has merged and
+ * uc_write_one() is the whole single-row path (acquire, convert, execute,
+ * release); uc_write_rows() writes the rows a batch has merged and
  * sorted, upsert_counter.batch_size rows per statement, through the batch
  * plan (one array parameter per column); on a hash-distributed Citus table
  * it regroups them by shard first (shard, then key order) and no statement
@@ -37,6 +37,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
@@ -46,7 +47,8 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
-#include "upsert_counter.h"
+#include "citus.h"
+#include "write.h"
 
 /* Whether the row being written now took the ON CONFLICT DO UPDATE path */
 static bool uc_pending_update = false;
@@ -84,7 +86,7 @@ uc_take_update(void)
 }
 
 /*
- * Run a plan of a pinned entry and count what it did.  A statement run
+ * Run a plan of a referenced entry and count what it did.  A statement run
  * from inside this one (a trigger calling upsert_increment() again) has a
  * flag of its own: the outer one is saved and restored around each
  * execution, also when it fails.
@@ -93,19 +95,16 @@ static void
 run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 		 UcOutcome *out)
 {
-	const UcShape *s = entry->shape;
-	SPIPlanPtr	plan = uc_cache_plan(entry, form);
+	const UcShape *s = uc_entry_shape(entry);
 	bool		saved = uc_pending_update;
 	volatile int rc = 0;
 
-	entry->running++;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		rc = uc_cache_execute(entry, form, values, nulls);
 	}
 	PG_FINALLY();
 	{
-		entry->running--;
 		uc_pending_update = saved;
 	}
 	PG_END_TRY();
@@ -198,15 +197,15 @@ returned_row(const UcShape *s, UcForm form)
 }
 
 /*
- * The single-row path, once the entry is pinned.  Adds 0 or 1 to *inserted
+ * The single-row path, once the entry is referenced.  Adds 0 or 1 to *inserted
  * and *updated (with DO NOTHING, updated means the key existed); with
  * UC_FORM_RETURNING also sets *row.
  */
 static void
-upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
+write_one_referenced(UcCacheEntry *entry, const UcArgs *args, UcForm form,
 				  Datum *row, int64 *inserted, int64 *updated)
 {
-	const UcShape *shape = entry->shape;
+	const UcShape *shape = uc_entry_shape(entry);
 	Datum	   *values;
 	char	   *nulls;
 	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
@@ -283,20 +282,20 @@ upsert_one_pinned(UcCacheEntry *entry, const UcArgs *args, UcForm form,
  * as jsonb, allocated in the caller's memory context.
  */
 void
-uc_upsert_one(const UcArgs *args, UcForm form, Datum *row,
-			  int64 *inserted, int64 *updated)
+uc_write_one(const UcArgs *args, UcForm form, Datum *row,
+			 int64 *inserted, int64 *updated)
 {
-	UcPin		pin = {NULL};
+	UcRef		ref = {NULL};
 	UcCacheEntry *entry;
 
-	entry = uc_cache_acquire(args, &pin);
+	entry = uc_cache_acquire(args, &ref);
 	PG_TRY();
 	{
-		upsert_one_pinned(entry, args, form, row, inserted, updated);
+		write_one_referenced(entry, args, form, row, inserted, updated);
 	}
 	PG_FINALLY();
 	{
-		uc_cache_release(&pin);
+		uc_cache_release(&ref);
 	}
 	PG_END_TRY();
 }
@@ -315,11 +314,6 @@ check_domains(const UcShape *shape, const Datum *vals, const bool *isnull,
 						 CurrentMemoryContext);
 }
 
-/*
- * Write n merged rows, already in the arbiter's key order, through the
- * current entry for the call that held was built for.  SPI must be
- * connected.  Adds to *inserted and *updated.
- */
 /* Rows as an array, for shard_order() */
 typedef struct UcRowArray
 {
@@ -394,11 +388,11 @@ shard_order(const UcShape *shape, int64 n, UcRowIter *next_row, void **iterarg,
 }
 
 static void
-execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
+write_rows_referenced(UcCacheEntry *entry, const UcShape *merged, int64 n,
 					UcRowIter next_row, void *iterarg,
 					int64 *inserted, int64 *updated)
 {
-	const UcShape *shape = entry->shape;
+	const UcShape *shape = uc_entry_shape(entry);
 	int			ncols = shape->ncols;
 	int			chunk = (n == 1 || !shape->batchable) ? 1 : (int) Min(n, uc_batch_size);
 	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
@@ -503,25 +497,30 @@ execute_rows_pinned(UcCacheEntry *entry, const UcShape *merged, int64 n,
 	MemoryContextDelete(chunkcxt);
 }
 
+/*
+ * Write n merged rows, already in the arbiter's key order, through the
+ * current entry of the call that held was built for.  SPI must be
+ * connected.  Adds to *inserted and *updated.
+ */
 void
-uc_execute_rows(const UcCacheEntry *held, int64 n,
-				UcRowIter next_row, void *iterarg,
-				int64 *inserted, int64 *updated)
+uc_write_rows(const UcCacheEntry *held, int64 n,
+			  UcRowIter next_row, void *iterarg,
+			  int64 *inserted, int64 *updated)
 {
 	UcArgs		args = {0};
-	UcPin		pin = {NULL};
+	UcRef		ref = {NULL};
 	UcCacheEntry *entry;
 
-	uc_args_from_entry(&args, held);
-	entry = uc_cache_acquire(&args, &pin);
+	uc_entry_args(held, &args);
+	entry = uc_cache_acquire(&args, &ref);
 	PG_TRY();
 	{
-		execute_rows_pinned(entry, held->shape, n, next_row, iterarg,
-							inserted, updated);
+		write_rows_referenced(entry, uc_entry_shape(held), n, next_row,
+							  iterarg, inserted, updated);
 	}
 	PG_FINALLY();
 	{
-		uc_cache_release(&pin);
+		uc_cache_release(&ref);
 	}
 	PG_END_TRY();
 }

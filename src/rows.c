@@ -44,7 +44,7 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
-#include "upsert_counter.h"
+#include "batch.h"
 
 /* The mapping of one row type and one set of role arrays */
 struct UcRowMap

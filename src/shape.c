@@ -48,7 +48,7 @@
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
-#include "upsert_counter.h"
+#include "citus.h"
 
 /* Is this (base) type one that a delta may be added to? */
 static bool
@@ -334,18 +334,13 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 		shape->arbiter_constraint = get_index_constraint(best);
 		shape->constraintname = OidIsValid(shape->arbiter_constraint) ?
 			MemoryContextStrdup(cxt, get_constraint_name(shape->arbiter_constraint)) : NULL;
-#if PG_VERSION_NUM >= 150000
 		shape->nulls_not_distinct = idx->indnullsnotdistinct;
-#else
-		shape->nulls_not_distinct = false;
-#endif
 		shape->nkeys = nkeys;
 		shape->keyorder = MemoryContextAlloc(cxt, nkeys * sizeof(int));
 		shape->keysort = MemoryContextAllocZero(cxt, nkeys * sizeof(SortSupportData));
 		shape->keyopfamily = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
 		shape->keycollation = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
 		shape->keyopclass = MemoryContextAlloc(cxt, nkeys * sizeof(Oid));
-		shape->keyeqproc = MemoryContextAlloc(cxt, nkeys * sizeof(RegProcedure));
 		for (int k = 0; k < nkeys; k++)
 		{
 			SortSupport ssup = &shape->keysort[k];
@@ -354,17 +349,6 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 			shape->keyopfamily[k] = irel->rd_opfamily[k];
 			shape->keycollation[k] = irel->rd_indcollation[k];
 			shape->keyopclass[k] = index_opclass(irel, k);
-			{
-				Oid			eqop = get_opfamily_member(irel->rd_opfamily[k],
-													   irel->rd_opcintype[k],
-													   irel->rd_opcintype[k],
-													   BTEqualStrategyNumber);
-
-				if (!OidIsValid(eqop))
-					elog(ERROR, "missing equality operator for opfamily %u",
-						 irel->rd_opfamily[k]);
-				shape->keyeqproc[k] = get_opcode(eqop);
-			}
 			shape->keyorder[k] = -1;
 			for (int i = shape->rolestart[UC_KEY]; i < shape->rolestart[UC_KEY] + shape->nrole[UC_KEY]; i++)
 				if (shape->cols[i].attnum == idx->indkey.values[k])
@@ -380,9 +364,7 @@ resolve_arbiter(Relation rel, Bitmapset *keyset, UcShape *shape,
 			ssup->abbreviate = false;
 			/* sort support functions palloc their state: do it in cxt */
 			oldcxt = MemoryContextSwitchTo(cxt);
-			PrepareSortSupportFromIndexRel(irel,
-										   (opt & INDOPTION_DESC) ? BTGreaterStrategyNumber : BTLessStrategyNumber,
-										   ssup);
+			uc_sortsupport_from_index(irel, (opt & INDOPTION_DESC) != 0, ssup);
 			MemoryContextSwitchTo(oldcxt);
 		}
 		index_close(irel, NoLock);
@@ -539,9 +521,7 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot upsert into relation \"%s\"", RelationGetRelationName(rel)),
-#if PG_VERSION_NUM >= 150000
 				 errdetail_relkind_not_supported(rel->rd_rel->relkind),
-#endif
 				 errhint("upsert_increment() writes to tables and partitioned tables only.")));
 
 	shape = MemoryContextAllocZero(cxt, sizeof(UcShape));

@@ -80,7 +80,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "upsert_counter.h"
+#include "sqlgen.h"
 
 static void
 append_column_list(StringInfo buf, const UcShape *s, int from, int n)

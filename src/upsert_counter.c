@@ -46,7 +46,7 @@ typedef struct UcAggState
 int			uc_cache_size = 1000;
 int			uc_batch_size = 1000;
 int			uc_flush_mode = UC_FLUSH_STATEMENT;
-int			uc_flush_limit = 100000;
+int			uc_buffer_limit = 100000;
 
 /* upsert_counter.fast_update: accepted, no effect since 1.3 */
 static bool uc_fast_update_obsolete = false;
@@ -93,17 +93,13 @@ _PG_init(void)
 	DefineCustomIntVariable("upsert_counter.flush_limit",
 							"Distinct keys the commit-mode buffer holds before it is written early.",
 							"Writing early takes the row locks then, not at commit.",
-							&uc_flush_limit,
+							&uc_buffer_limit,
 							100000, 1, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("upsert_counter");
-#else
-	EmitWarningsOnPlaceholders("upsert_counter");
-#endif
 	uc_cache_init();
-	uc_flush_init();
+	uc_buffer_init();
 	uc_fastpath_init();
 }
 
@@ -293,7 +289,7 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 
 	if (state->deferred)
 	{
-		uc_defer_row(relid, objs);
+		uc_buffer_add_jsonb(relid, objs);
 		state->nrows++;
 	}
 	else
@@ -336,7 +332,7 @@ upsert_increment_rows_transfn(PG_FUNCTION_ARGS)
 
 	if (state->deferred)
 	{
-		uc_defer_record(relid, td, roles, &state->rowmap, aggcxt);
+		uc_buffer_add_record(relid, td, roles, &state->rowmap, aggcxt);
 		state->nrows++;
 	}
 	else
@@ -356,7 +352,7 @@ upsert_increment_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, uc_flush_mode == UC_FLUSH_COMMIT ? 0 : -1));
 	if (state->deferred)
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, state->nrows));
-	uc_batch_flush(state->batch, &inserted, &updated);
+	uc_batch_write(state->batch, &inserted, &updated);
 	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
 
@@ -383,11 +379,11 @@ upsert_increment_call(PG_FUNCTION_ARGS)
 
 	if (uc_flush_mode == UC_FLUSH_COMMIT)
 	{
-		uc_defer_row(relid, objs);
+		uc_buffer_add_jsonb(relid, objs);
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, 1));
 	}
 	uc_args_read(&args, relid, objs);
-	uc_upsert_one(&args, UC_FORM_SINGLE, NULL, &inserted, &updated);
+	uc_write_one(&args, UC_FORM_SINGLE, NULL, &inserted, &updated);
 	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
 
@@ -402,7 +398,7 @@ upsert_counter_flush(PG_FUNCTION_ARGS)
 	int64		inserted = 0;
 	int64		updated = 0;
 
-	uc_flush_pending(&inserted, &updated);
+	uc_buffer_write(&inserted, &updated);
 	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
 
@@ -428,7 +424,7 @@ upsert_increment_returning(PG_FUNCTION_ARGS)
 
 	/* the row is written now, whatever upsert_counter.flush says */
 	uc_args_read(&args, get_call_args(fcinfo, 0, objs), objs);
-	uc_upsert_one(&args, UC_FORM_RETURNING, &row, &inserted, &updated);
+	uc_write_one(&args, UC_FORM_RETURNING, &row, &inserted, &updated);
 	values[0] = BoolGetDatum(inserted > 0);
 	values[1] = row;
 

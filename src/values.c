@@ -50,7 +50,7 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 
-#include "upsert_counter.h"
+#include "shape.h"
 
 /* The JSON type of a value, for error details */
 const char *

@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
- * flush.c
- *	  Commit-time flush: the per-transaction buffer of upsert_counter.flush
- *	  = commit.
+ * buffer.c
+ *	  Commit mode: the per-transaction buffer of upsert_counter.flush =
+ *	  'commit', written just before the transaction commits.
  *
  * This file owns the buffer that upsert_increment() fills instead of
  * writing when upsert_counter.flush is 'commit', whose rows they are, and
  * their fate at every transaction boundary.  Its callbacks are the
  * extension's only transaction and subtransaction callbacks (the cache
- * ties its pins to memory contexts instead, see cache.c).
+ * ties its references to memory contexts instead, see cache.c).
  *
- * Buffering (uc_defer_row):
+ * Buffering (uc_buffer_add_jsonb, uc_buffer_add_record):
  *	- is refused inside a security-restricted operation (ANALYZE, VACUUM,
  *	  REFRESH MATERIALIZED VIEW, CREATE INDEX run index expressions as the
  *	  table owner: rows buffered there would be written at commit, outside
@@ -40,7 +40,8 @@
  *	- ABORT_SUB: its buffers are freed (their rows roll back); buffers it
  *	  wrote are pending again (its writes were undone), so nothing is lost
  *	  or counted twice.
- *	- Writing (upsert_counter_flush(), the size limit, commit) merges the
+ *	- Writing (upsert_counter_flush(), upsert_counter.flush_limit, commit)
+ *	  merges the
  *	  pending buffers of each user and context, later rows counting as
  *	  later, switches to that user and context, and writes the result
  *	  sorted by key, one statement per chunk, like a batch.  The buffers
@@ -68,7 +69,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "upsert_counter.h"
+#include "buffer.h"
 
 typedef struct UcBuffer
 {
@@ -99,7 +100,7 @@ same_owner(const UcBuffer *a, Oid userid, int secctx)
 static void
 buffer_free(UcBuffer *b)
 {
-	MemoryContextDelete(b->cxt);	/* its callback releases the pins */
+	MemoryContextDelete(b->cxt);	/* its callback releases the references */
 	b->cxt = NULL;
 	b->state = NULL;
 }
@@ -176,7 +177,7 @@ write_as(Oid userid, int secctx, bool fire_deferred,
 	SubTransactionId subid = GetCurrentSubTransactionId();
 
 	/* merge into a scratch state: the buffers must survive a rollback */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter flush",
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter write",
 								ALLOCSET_DEFAULT_SIZES);
 	merged = uc_batch_create(cxt, false, false);
 	for (int i = 0; i < uc_nbuffers; i++)
@@ -194,7 +195,7 @@ write_as(Oid userid, int secctx, bool fire_deferred,
 	SetUserIdAndSecContext(userid, secctx);
 	PG_TRY();
 	{
-		uc_batch_flush(merged, inserted, updated);
+		uc_batch_write(merged, inserted, updated);
 		if (fire_deferred)
 			AfterTriggerFireDeferred();
 	}
@@ -212,7 +213,7 @@ write_as(Oid userid, int secctx, bool fire_deferred,
  * pending.
  */
 static bool
-flush_pending(bool fire_deferred, int64 *inserted, int64 *updated)
+write_pending(bool fire_deferred, int64 *inserted, int64 *updated)
 {
 	bool		any = false;
 
@@ -241,9 +242,9 @@ flush_pending(bool fire_deferred, int64 *inserted, int64 *updated)
 }
 
 bool
-uc_flush_pending(int64 *inserted, int64 *updated)
+uc_buffer_write(int64 *inserted, int64 *updated)
 {
-	return flush_pending(false, inserted, updated);
+	return write_pending(false, inserted, updated);
 }
 
 /*
@@ -276,21 +277,21 @@ defer_checks(Oid relid, Oid *userid, int *secctx)
 static void
 check_limit(void)
 {
-	if (pending_keys() > uc_flush_limit)
+	if (pending_keys() > uc_buffer_limit)
 	{
 		int64		inserted = 0;
 		int64		updated = 0;
 
-		flush_pending(false, &inserted, &updated);
+		write_pending(false, &inserted, &updated);
 	}
 }
 
 /*
- * upsert_increment() in commit mode: buffer one input row.  Flushes early
+ * upsert_increment() in commit mode: buffer one input row.  Writes early
  * when the buffer passes upsert_counter.flush_limit distinct keys.
  */
 void
-uc_defer_row(Oid relid, Jsonb *const *objs)
+uc_buffer_add_jsonb(Oid relid, Jsonb *const *objs)
 {
 	Oid			userid;
 	int			secctx;
@@ -302,8 +303,8 @@ uc_defer_row(Oid relid, Jsonb *const *objs)
 
 /* upsert_increment_rows() in commit mode: buffer one input row */
 void
-uc_defer_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
-				UcRowMap **mapp, MemoryContext cxt)
+uc_buffer_add_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
+					 UcRowMap **mapp, MemoryContext cxt)
 {
 	Oid			userid;
 	int			secctx;
@@ -314,7 +315,7 @@ uc_defer_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
 }
 
 static void
-uc_flush_xact_callback(XactEvent event, void *arg)
+buffer_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
@@ -333,7 +334,7 @@ uc_flush_xact_callback(XactEvent event, void *arg)
 				do
 				{
 					PushActiveSnapshot(GetTransactionSnapshot());
-					wrote = flush_pending(true, &inserted, &updated);
+					wrote = write_pending(true, &inserted, &updated);
 					PopActiveSnapshot();
 				} while (wrote);
 				break;
@@ -354,7 +355,7 @@ uc_flush_xact_callback(XactEvent event, void *arg)
 }
 
 static void
-uc_flush_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+buffer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	switch (event)
@@ -417,8 +418,8 @@ uc_flush_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 void
-uc_flush_init(void)
+uc_buffer_init(void)
 {
-	RegisterXactCallback(uc_flush_xact_callback, NULL);
-	RegisterSubXactCallback(uc_flush_subxact_callback, NULL);
+	RegisterXactCallback(buffer_xact_callback, NULL);
+	RegisterSubXactCallback(buffer_subxact_callback, NULL);
 }
