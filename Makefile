@@ -46,6 +46,12 @@ override with_llvm := no
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# Tests of what a major version adds, from that version on
+PG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+ifeq ($(shell [ "$(PG_MAJOR)" -ge 18 ] 2>/dev/null && echo yes),yes)
+REGRESS += pg18
+endif
 ifneq ($(PGXS),)
 include $(PGXS)
 endif

@@ -11,6 +11,19 @@ CREATE TABLE pg_catalog.pg_dist_partition (logicalrelid regclass NOT NULL, partm
 CREATE TABLE pg_catalog.pg_dist_shard (logicalrelid regclass NOT NULL, shardid bigint NOT NULL,
                                        shardminvalue text, shardmaxvalue text);
 RESET allow_system_table_mods;
+-- Citus stores the distribution column as a node string ({VAR ...}) in the
+-- server's own format, which differs between major versions: take one from
+-- a CHECK constraint on that column, in this server's format.
+CREATE FUNCTION cit_partkey(t regclass, col name) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	k text;
+BEGIN
+	EXECUTE format('ALTER TABLE %s ADD CONSTRAINT cit_partkey_probe CHECK (%I IS NOT NULL) NOT VALID', t, col);
+	SELECT split_part(split_part(conbin::text, ':arg ', 2), ' :nulltesttype', 1) INTO k
+	FROM pg_constraint WHERE conrelid = t AND conname = 'cit_partkey_probe';
+	EXECUTE format('ALTER TABLE %s DROP CONSTRAINT cit_partkey_probe', t);
+	RETURN k;
+END$$;
 
 CREATE TABLE cit_dist (tenant int, day date, hits bigint NOT NULL DEFAULT 0, dropme int, label text,
                        UNIQUE (tenant, day));
@@ -56,8 +69,9 @@ SELECT upsert_increment('cit_dist', '{"tenant": 1, "day": "2026-11-22"}', '{"hit
 -- written shard by shard, one statement per shard it touches, each in key
 -- order; the counts stay exact.
 CREATE TABLE cit_hash (tenant int, day date, hits bigint NOT NULL DEFAULT 0, UNIQUE (tenant, day));
-INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_hash', 'h',
-  '{VAR :varno 1 :varattno 1 :vartype 23 :vartypmod -1 :varcollid 0 :varlevelsup 0 :varnosyn 1 :varattnosyn 1 :location -1}');
+INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_hash', 'h', cit_partkey('cit_hash', 'tenant'));
+SELECT partkey LIKE '{VAR :varno 1 :varattno 1 :vartype 23 %' AS var_of_tenant
+FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'cit_hash'::regclass;
 INSERT INTO pg_catalog.pg_dist_shard VALUES
   ('cit_hash', 4, '1073741824', '2147483647'), ('cit_hash', 1, '-2147483648', '-1073741825'),
   ('cit_hash', 3, '0', '1073741823'), ('cit_hash', 2, '-1073741824', '-1');
@@ -80,14 +94,14 @@ COMMIT;
 SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_hash'::regclass ORDER BY 1;
 SELECT sum(hits) AS hits FROM cit_hash;
 -- a distribution column the call does not name (here not a key): no split
-INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_local', 'h',
-  '{VAR :varno 1 :varattno 3 :vartype 20 :vartypmod -1 :varcollid 0 :varlevelsup 0 :varnosyn 1 :varattnosyn 3 :location -1}');
+INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_local', 'h', cit_partkey('cit_local', 'hits'));
 ALTER TABLE cit_local ADD COLUMN note text;	-- a new shape, read as Citus'
 SELECT upsert_increment('cit_local', jsonb_build_object('tenant', t, 'day', '2026-11-22'), '{}')
 FROM generate_series(1, 12) t;
 SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_local'::regclass AND form = 'batch';
 
 DROP TABLE cit_dist, cit_local, cit_hash;
+DROP FUNCTION cit_partkey(regclass, name);
 SET allow_system_table_mods = on;
 DROP TABLE pg_catalog.pg_dist_shard;
 DROP TABLE pg_catalog.pg_dist_partition;

@@ -24,7 +24,8 @@ CREATE TRIGGER sro_log_writer AFTER INSERT ON sro_counter
 CREATE FUNCTION sro_trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
 $$BEGIN
 	PERFORM set_config('upsert_counter.flush', 'commit', true);
-	PERFORM upsert_increment('public.sro_counter', jsonb_build_object('k', $1), '{"n": 1}');
+	-- qualified: since 17 ANALYZE runs it with search_path pg_catalog, pg_temp
+	PERFORM public.upsert_increment('public.sro_counter', jsonb_build_object('k', $1), '{"n": 1}');
 	RETURN $1;
 END$$;
 CREATE TABLE sro_bait (x int);
@@ -233,7 +234,9 @@ CREATE TABLE par_src AS SELECT 1 AS k;
 ANALYZE par_src;
 BEGIN;
 SET LOCAL upsert_counter.flush = commit;
-SET LOCAL force_parallel_mode = on;
+-- force_parallel_mode was renamed debug_parallel_query in 16
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                       THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', true);
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;

@@ -32,7 +32,11 @@
 
 #include "upsert_counter.h"
 
+#ifdef PG_MODULE_MAGIC_EXT
+PG_MODULE_MAGIC_EXT(.name = "upsert_counter",.version = "1.3.0");
+#else
 PG_MODULE_MAGIC;
+#endif
 
 /* The aggregate's transition state */
 typedef struct UcAggState
