@@ -66,16 +66,26 @@ SELECT upsert_increment('counts', '{"k1": 30, "k2": "m"}', jsonb_build_object('m
 FROM generate_series(1, 10) g;
 SELECT k1, k2, m FROM counts WHERE k1 = 30;
 
--- Rows may name different targets and column sets in one call.
+-- Rows may name different column sets in one call, but one target: a
+-- call whose target changes between rows is refused (1.3), and nothing
+-- is written.  GROUP BY the target makes one call per table.
 CREATE TABLE other (id int PRIMARY KEY, hits int);
-SELECT upsert_increment(t, k, d)
-FROM (VALUES ('counts'::regclass, '{"k1": 40, "k2": "a"}'::jsonb, '{"n": 1}'::jsonb),
-             ('other', '{"id": 1}', '{"hits": 1}'),
-             ('counts', '{"k1": 40, "k2": "a"}', '{"m": 2.5}'),
-             ('other', '{"id": 1}', '{"hits": 1}'),
-             ('counts', '{"k1": 40, "k2": "a"}', '{"n": 1}')) AS v(t, k, d);
+CREATE TABLE mixed AS
+SELECT * FROM (VALUES (1, 'counts'::regclass, '{"k1": 40, "k2": "a"}'::jsonb, '{"n": 1}'::jsonb),
+                      (2, 'other', '{"id": 1}', '{"hits": 1}'),
+                      (3, 'counts', '{"k1": 40, "k2": "a"}', '{"m": 2.5}'),
+                      (4, 'other', '{"id": 1}', '{"hits": 1}'),
+                      (5, 'counts', '{"k1": 40, "k2": "a"}', '{"n": 1}')) AS v(i, t, k, d);
+SELECT upsert_increment(t, k, d ORDER BY i) FROM mixed;
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment_rows(t, r, '{hits}' ORDER BY r.id)
+FROM (VALUES ('other'::regclass, 1), ('counts', 2)) v(t, id), LATERAL (SELECT v.id AS id, 1 AS hits) r;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM other;
+SELECT t, upsert_increment(t, k, d ORDER BY i) FROM mixed GROUP BY t ORDER BY t::text;
 SELECT k1, k2, n, m FROM counts WHERE k1 = 40;
 SELECT * FROM other;
+DROP TABLE mixed;
 
 -- Batches are written in chunks of upsert_counter.batch_size distinct keys;
 -- the result does not depend on the chunk size.

@@ -45,6 +45,7 @@ typedef struct UcAggState
 	int64		nrows;			/* rows buffered, in commit mode */
 	UcBatchState *batch;		/* statement mode */
 	UcRowMap   *rowmap;			/* upsert_increment_rows(): the row mapping */
+	Oid			relid;			/* the target, the same on every row */
 } UcAggState;
 
 int			uc_cache_size = 1000;
@@ -248,20 +249,47 @@ refuse_merged_calls(FunctionCallInfo fcinfo)
 				 errhint("Make the calls differ, or run them in separate statements. Re-creating the extension (DROP EXTENSION and CREATE EXTENSION upsert_counter) restores its definition.")));
 }
 
+/* "s"."t", or "with OID n" for an OID that names no relation */
+static char *
+relation_text(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("with OID %u", relid);
+	return psprintf("\"%s\"", name);
+}
+
 /*
  * The state of an aggregate call, made at its first row: the mode is
- * decided then, once per call.  can_hold: a lone first row may be kept as
- * given (the jsonb form, see batch.c).
+ * decided then, once per call, and the target is fixed.  A later row that
+ * names another target is refused: a call writes one table (a target that
+ * changes between rows is also what an argument evaluated elsewhere, by
+ * Citus on a worker, would look like).  can_hold: a lone first row may be
+ * kept as given (the jsonb form, see batch.c).
  */
 static UcAggState *
-agg_state(FunctionCallInfo fcinfo, MemoryContext aggcxt, bool can_hold)
+agg_state(FunctionCallInfo fcinfo, MemoryContext aggcxt, bool can_hold,
+		  Oid relid, const char *aggname)
 {
 	UcAggState *state;
 
 	if (!PG_ARGISNULL(0))
-		return (UcAggState *) PG_GETARG_POINTER(0);
+	{
+		state = (UcAggState *) PG_GETARG_POINTER(0);
+		if (relid != state->relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("argument \"target\" of %s() must name the same table on every row",
+							aggname),
+					 errdetail("The first row names relation %s, this row names relation %s.",
+							   relation_text(state->relid), relation_text(relid)),
+					 errhint("Call it once per target table, for example with GROUP BY on the target.")));
+		return state;
+	}
 	refuse_merged_calls(fcinfo);
 	state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
+	state->relid = relid;
 	state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
 	if (!state->deferred)
 		state->batch = uc_batch_create(aggcxt, can_hold, false);
@@ -289,7 +317,7 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 		elog(ERROR, "upsert_increment_transfn called in non-aggregate context");
 
 	relid = get_call_args(fcinfo, 1, objs);
-	state = agg_state(fcinfo, aggcxt, true);
+	state = agg_state(fcinfo, aggcxt, true, relid, "upsert_increment");
 
 	if (state->deferred)
 	{
@@ -332,7 +360,7 @@ upsert_increment_rows_transfn(PG_FUNCTION_ARGS)
 			roles[r] = PG_GETARG_ARRAYTYPE_P(argno);
 	}
 
-	state = agg_state(fcinfo, aggcxt, false);
+	state = agg_state(fcinfo, aggcxt, false, relid, "upsert_increment_rows");
 
 	if (state->deferred)
 	{
