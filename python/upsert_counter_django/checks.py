@@ -5,7 +5,7 @@ the extension mode."""
 from django.core import checks
 from django.db import connections
 
-from ._core import connection_state
+from ._connection import connection_state, installed_extension
 
 
 def check_mode(app_configs=None, databases=None, **kwargs):
@@ -19,16 +19,26 @@ def check_mode(app_configs=None, databases=None, **kwargs):
             continue
         try:
             state = connection_state(connection)
+            installed = installed_extension(connection) if state.wanted == "sql" else None
         except Exception as e:          # ImproperlyConfigured, no server, ...
             messages.append(checks.Error(str(e), id="upsert_counter.E002"))
             continue
-        if state.mode == "sql":
+        if state.wanted == "sql":
+            messages.append(checks.Info(
+                "upsert_counter: database %r uses SQL mode because UPSERT_COUNTER_MODE says so "
+                "(the upsert_counter extension %s)" % (
+                    alias, "%s is installed there, unused" % installed[1] if installed
+                    else "is not installed there"),
+                hint="UPSERT_COUNTER_MODE = \"auto\" uses the extension where it is installed.",
+                id="upsert_counter.I002"))
+        elif state.mode == "sql":
             messages.append(checks.Info(
                 "upsert_counter: database %r has no upsert_counter extension; the helper "
                 "generates INSERT ... ON CONFLICT statements itself (SQL mode)" % alias,
                 hint="For the extension mode (cached plans, server-side merging, commit-time "
                      "flush) a superuser runs CREATE EXTENSION upsert_counter in that database "
-                     "once; see the README's Django section.",
+                     "once (or a migration has CreateUpsertCounterExtension() and a role that "
+                     "may); see upsert_counter_django's README.",
                 id="upsert_counter.I001"))
         else:
             messages.append(checks.Debug(

@@ -108,6 +108,25 @@ class PageCounter(models.Model):
         unique_together = [("site", "path")]
 
 
+class NamedCounter(models.Model):
+    """Keyed by its primary key alone (not an auto field): instances in a
+    batch need no unique_fields."""
+    name = models.CharField(max_length=50, primary_key=True)
+    n = models.IntegerField(default=0)
+    label = models.CharField(max_length=50, default="")
+
+
+class PageView(models.Model):
+    path = models.CharField(max_length=200)
+    day = models.DateField()
+    views = models.PositiveIntegerField(default=0)
+
+    objects = UpsertCounterManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["path", "day"], name="pageview_path_day")]
+
+
 if django.VERSION >= (5, 0):
     class Dj5Counter(models.Model):
         """Django 5 field features: db_default beside default, auto_now

@@ -4,6 +4,8 @@ import uuid
 import django.db.models.deletion
 from django.db import migrations, models
 
+from upsert_counter_django.operations import CreateUpsertCounterExtension
+
 
 class Migration(migrations.Migration):
 
@@ -14,9 +16,8 @@ class Migration(migrations.Migration):
     operations = [
         # the SQL-mode run of the suite (UC_DJANGO_NO_EXTENSION=1) tests the
         # helper against a database without the extension
-        migrations.RunSQL("SELECT 1" if os.environ.get("UC_DJANGO_NO_EXTENSION")
-                          else "CREATE EXTENSION IF NOT EXISTS upsert_counter",
-                          reverse_sql=migrations.RunSQL.noop),
+        migrations.RunSQL("SELECT 1", reverse_sql=migrations.RunSQL.noop)
+        if os.environ.get("UC_DJANGO_NO_EXTENSION") else CreateUpsertCounterExtension(),
         migrations.CreateModel(
             name="AbTest",
             fields=[
