@@ -20,11 +20,12 @@ from django.test import TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from abtest import models as abmodels
-from abtest.models import (AbTest, AbTestHourlyLog, Color, Event, IpHit, Metric, PageCounter,
-                           PartitionedHit, Priority, TzEvent)
+from abtest.models import (AbTest, AbTestHourlyLog, Color, Event, IpHit, Metric, NamedCounter,
+                           PageCounter, PartitionedHit, Priority, TzEvent)
 from abtest.routers import RecordingRouter
-from upsert_counter_django import (aupsert_increment, aupsert_increment_many,
-                                   aupsert_increment_returning, aupsert_rollup, mode,
+from upsert_counter_django import (CreateUpsertCounterExtension, UpsertCounterWarning,
+                                   aupsert_increment, aupsert_increment_many,
+                                   aupsert_increment_returning, aupsert_rollup, mode, reset_mode,
                                    upsert_increment, upsert_increment_many,
                                    upsert_increment_returning, upsert_rollup)
 
@@ -783,3 +784,310 @@ class CompositePk(Base):
         upsert_increment(Model, keys={"site": 1, "day": DAY}, deltas={"n": 1})
         upsert_increment(Model, keys={"site": 1, "day": DAY}, deltas={"n": 1})
         self.assertEqual(Model.objects.get(site=1, day=DAY).n, 2)
+
+
+class PrimaryKeyInstances(Base):
+    """Instances of a model whose only unique key is its primary key."""
+
+    def test_inferred_and_named_pk(self):
+        rows = [NamedCounter(name="a", n=1, label="first"), NamedCounter(name="b", n=5),
+                NamedCounter(name="a", n=2, label="second")]
+        summary = upsert_increment_many(NamedCounter, rows, delta_fields=["n"])
+        self.assertEqual(summary, {"inserted": 2, "updated": 0, "chunks": 1})
+        # label is insert-only: the earlier row's
+        self.assertEqual(sorted(NamedCounter.objects.values_list("name", "n", "label")),
+                         [("a", 3, "first"), ("b", 5, "")])
+        summary = upsert_increment_many(NamedCounter, [NamedCounter(name="a", n=10, label="x")],
+                                        delta_fields=["n"], unique_fields=["pk"], update_fields=["label"])
+        self.assertEqual(summary, {"inserted": 0, "updated": 1, "chunks": 1})
+        out = upsert_increment_many(NamedCounter, [NamedCounter(name="c", n=1), NamedCounter(name="a", n=1)],
+                                    delta_fields=["n"], results=True)
+        self.assertEqual([(o.name, o.n, o.label, created) for o, created in out],
+                         [("a", 14, "x", False), ("c", 1, "", True)])
+
+    def test_auto_pk_only_model_needs_a_pk_or_unique_fields(self):
+        with self.assertRaises(ValueError) as cm:
+            upsert_increment_many(AbTest, [AbTest(name="x")], delta_fields=[])
+        self.assertIn("no unique constraint besides its auto-incremented primary key", str(cm.exception))
+        # with its pk set, the primary key is the key
+        upsert_increment_many(AbTest, [AbTest(pk=self.test.pk, name="renamed")], delta_fields=[],
+                              update_fields=["name"])
+        self.assertEqual(AbTest.objects.get(pk=self.test.pk).name, "renamed")
+
+
+class ModuleBoundaries(unittest.TestCase):
+    """Each public name is its implementation (typed there), re-exported."""
+
+    def test_public_names_are_the_typed_implementations(self):
+        import inspect
+        import typing
+        import upsert_counter_django as pkg
+        for name in pkg.__all__:
+            obj = getattr(pkg, name)
+            if name == "FieldDoesNotExist" or not callable(obj):
+                continue
+            self.assertTrue(obj.__module__.startswith("upsert_counter_django."), name)
+            self.assertNotEqual(obj.__module__, "upsert_counter_django", name)
+        for name in ("upsert_increment", "upsert_increment_returning", "upsert_increment_many",
+                     "upsert_rollup", "mode"):
+            fn = getattr(pkg, name)
+            hints = typing.get_type_hints(inspect.unwrap(fn))
+            self.assertIn("return", hints, name)
+            params = [p for p in inspect.signature(fn).parameters if p not in ("self",)]
+            self.assertTrue(params and all(p in hints for p in params), (name, params, hints))
+            # the async variant has the same signature
+            if name != "mode":
+                self.assertEqual(inspect.signature(getattr(pkg, "a" + name)), inspect.signature(fn))
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(pkg.__file__), "_core.py")))
+
+
+class ExtensionLifecycle(Base):
+    """The extension created by a migration operation, dropped under a
+    running app, and the mode following it on the same connection."""
+
+    def setUp(self):
+        super().setUp()
+        self.had_extension = self.installed()
+
+    def tearDown(self):
+        # as the suite's database had it
+        if self.had_extension and not self.installed():
+            self.sql("CREATE EXTENSION upsert_counter")
+        elif not self.had_extension and self.installed():
+            self.sql("DROP EXTENSION upsert_counter")
+        for alias in connections:
+            reset_mode(connections[alias])
+        super().tearDown()
+
+    def sql(self, statement):
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    def installed(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_extension WHERE extname = 'upsert_counter'")
+            return cursor.fetchone()[0] == 1
+
+    def without_extension(self):
+        self.sql("DROP EXTENSION IF EXISTS upsert_counter")
+        reset_mode(connection)
+        self.assertEqual(mode("default"), "sql")
+
+    def with_extension(self):
+        self.sql("CREATE EXTENSION IF NOT EXISTS upsert_counter")
+        reset_mode(connection)
+        self.assertEqual(mode("default"), "extension")
+
+    def run_operation(self, backwards=False, **kw):
+        op = CreateUpsertCounterExtension()
+        from django.db.migrations.state import ProjectState
+        state = ProjectState()
+        with connection.schema_editor(**kw) as editor:
+            if backwards:
+                op.database_backwards("abtest", editor, state, state)
+            else:
+                op.database_forwards("abtest", editor, state, state)
+        return editor
+
+    def test_operation_creates_the_extension_and_the_mode_follows(self):
+        self.without_extension()
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        self.run_operation()
+        self.assertTrue(self.installed())
+        # the same connection, no reconnect: the extension is used at once
+        self.assertEqual(mode("default"), "extension")
+        with CaptureQueriesContext(connection) as queries:
+            self.assertFalse(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+        self.assertIn("upsert_increment", queries[-1]["sql"])
+        self.assertNotIn("ON CONFLICT", queries[-1]["sql"])
+        self.assertEqual(self.log().participants, 2)
+        # again: nothing to do
+        self.run_operation()
+        self.assertEqual(mode("default"), "extension")
+        # reversed: dropped, and SQL mode at once
+        self.run_operation(backwards=True)
+        self.assertFalse(self.installed())
+        self.assertEqual(mode("default"), "sql")
+
+    def test_operation_skips_with_a_warning_when_the_role_may_not(self):
+        self.without_extension()
+        self.sql("DO $$ BEGIN CREATE ROLE upsert_counter_app NOLOGIN; "
+                 "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        with self.assertWarns(UpsertCounterWarning) as cm:
+            with transaction.atomic():
+                self.sql("SET LOCAL ROLE upsert_counter_app")
+                self.run_operation()
+        message = str(cm.warning)
+        self.assertIn("role 'upsert_counter_app' may not create it", message)
+        self.assertIn("a superuser runs CREATE EXTENSION upsert_counter", message)
+        self.assertIn("SQL mode", message)
+        self.assertFalse(self.installed())
+        self.assertEqual(mode("default"), "sql")
+        self.assertTrue(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+
+    def test_operation_in_sqlmigrate_and_in_a_migration_file(self):
+        editor = self.run_operation(collect_sql=True)
+        self.assertEqual([s.rstrip(";") for s in editor.collected_sql],
+                         ["CREATE EXTENSION IF NOT EXISTS upsert_counter"])
+        from django.db.migrations.writer import OperationWriter
+        text, imports = OperationWriter(CreateUpsertCounterExtension(schema="counters"), indentation=0).serialize()
+        self.assertIn("upsert_counter_django.operations.CreateUpsertCounterExtension(", text)
+        self.assertIn("schema='counters'", text)
+        self.assertIn("import upsert_counter_django.operations", imports)
+
+    def test_migrate_resets_the_mode_on_its_connection(self):
+        from django.core.management.sql import emit_post_migrate_signal
+        self.without_extension()
+        # created by anything else a migration may run (RunSQL, CreateExtension)
+        self.sql("CREATE EXTENSION upsert_counter")
+        self.assertEqual(mode("default"), "sql")        # found once per connection...
+        emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+        self.assertEqual(mode("default"), "extension")  # ...and again after migrate
+
+    def test_dropped_extension_heals_outside_a_transaction(self):
+        calls = [
+            lambda: upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}),
+            lambda: upsert_increment_returning(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}),
+            lambda: upsert_increment_many(AbTestHourlyLog, [(self.keys(), {"participants": 1})] * 3,
+                                          chunk_size=1),
+            lambda: upsert_rollup(AbTestHourlyLog, Event.objects.filter(ab_test=self.test),
+                                  keys={"ab_test": "ab_test", "version": "version",
+                                        "date": TruncDate("at", tzinfo=UTC),
+                                        "hour": ExtractHour("at", tzinfo=UTC)},
+                                  deltas={"participants": Count("id")}),
+        ]
+        Event.objects.create(ab_test=self.test, version="control",
+                             at=datetime.datetime(2026, 11, 22, 13, 5, tzinfo=UTC))
+        total = 0
+        for call in calls:
+            self.with_extension()
+            call()                                  # in extension mode
+            self.sql("DROP EXTENSION upsert_counter")   # under the running app
+            call()                                  # found gone: again, in SQL mode
+            self.assertEqual(mode("default"), "sql")
+            total += 2 if call is not calls[2] else 6
+            self.assertEqual(self.log().participants, total)
+
+    def test_dropped_extension_inside_a_transaction_says_what_to_do(self):
+        self.with_extension()
+        upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        self.sql("DROP EXTENSION upsert_counter")
+        with self.assertRaises(DatabaseError) as cm:
+            with transaction.atomic():
+                upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
+        message = str(cm.exception)
+        self.assertIn("upsert_counter extension (or its schema) was dropped", message)
+        self.assertIn("roll it back and run it again", message)
+        self.assertEqual(cm.exception.__cause__.diag.sqlstate, "42883")
+        # the next call, outside: SQL mode
+        self.assertFalse(upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1}))
+        self.assertEqual(mode("default"), "sql")
+        self.assertEqual(self.log().participants, 2)
+
+    def test_check_of_a_forced_mode_says_so(self):
+        with override_settings(UPSERT_COUNTER_MODE="sql"):
+            found = {m.id: m for m in checks.run_checks(databases=["default"])
+                     if m.id.startswith("upsert_counter.")}
+        self.assertEqual(list(found), ["upsert_counter.I002"])
+        msg = found["upsert_counter.I002"].msg
+        self.assertIn("uses SQL mode because UPSERT_COUNTER_MODE says so", msg)
+        self.assertNotIn("has no", msg)
+        if MODE == "extension":
+            self.assertIn("is installed there, unused", msg)
+        else:
+            self.assertIn("is not installed there", msg)
+
+
+class Counts(Base):
+    """The batch and the rollup count inserted and updated rows with one
+    query (SQL mode) and agree with each other."""
+
+    def test_batch_and_rollup_counts_agree(self):
+        at = datetime.datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+        for i in range(6):
+            Event.objects.create(ab_test=self.test, version="control", at=at + datetime.timedelta(hours=i % 3))
+        upsert_increment(AbTestHourlyLog, keys=self.keys(hour=10), deltas={"participants": 1})
+        rolled = Event.objects.all().upsert_rollup(
+            AbTestHourlyLog, keys={"ab_test": "ab_test", "version": "version",
+                                   "date": TruncDate("at", tzinfo=UTC), "hour": ExtractHour("at", tzinfo=UTC)},
+            deltas={"participants": Count("id")})
+        AbTestHourlyLog.objects.filter(hour__in=(11, 12)).delete()
+        batch = upsert_increment_many(AbTestHourlyLog, [(self.keys(hour=h), {"participants": 1})
+                                                        for h in (10, 11, 12, 10)])
+        self.assertEqual(rolled, {"inserted": 2, "updated": 1})
+        self.assertEqual(batch, {"inserted": 2, "updated": 1, "chunks": 1})
+
+
+class FirstCounter(Base):
+    """python/README.md's first counter, as written there."""
+
+    def readme_blocks(self):
+        import re
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        with open(path) as f:
+            text = f.read()
+        start = text.index("## A first counter")
+        section = text[start:text.index("\n## ", start + 1)]
+        return re.findall(r"```python\n(.*?)```", section, re.S)
+
+    def test_model_and_call_as_in_the_readme(self):
+        import inspect
+        blocks = self.readme_blocks()
+        model = next(b for b in blocks if "class PageView" in b)
+        body = model[model.index("class PageView"):]
+        source = inspect.getsource(abmodels.PageView)
+        self.assertEqual([line.strip() for line in body.strip().splitlines() if line.strip()],
+                         [line.strip() for line in source.strip().splitlines() if line.strip()])
+        migration = next(b for b in blocks if "CreateUpsertCounterExtension()" in b)
+        self.assertIn("from upsert_counter_django.operations import CreateUpsertCounterExtension", migration)
+        call = next(b for b in blocks if "upsert_increment(PageView" in b)
+
+        class Request:
+            path = "/pricing/"
+        scope = {"PageView": abmodels.PageView, "request": Request()}
+        exec(call, scope)
+        exec(call, scope)
+        row = abmodels.PageView.objects.get()
+        self.assertEqual((row.path, row.day, row.views), ("/pricing/", datetime.date.today(), 2))
+        self.assertFalse(scope["created"])
+        manager = next(b for b in blocks if "PageView.objects.upsert_increment" in b)
+        exec(manager, scope)
+        self.assertEqual(abmodels.PageView.objects.get().views, 3)
+
+
+@unittest.skipUnless(hasattr(django.db.models, "CompositePrimaryKey"), "Django 5.2 composite primary keys")
+class CompositePkCalls(Base):
+    """Returning, batches (rows and instances) and rollups on a composite
+    primary key."""
+
+    def test_returning(self):
+        Model = abmodels.CompositeHit
+        obj, created = upsert_increment_returning(Model, keys={"site": 1, "day": DAY}, deltas={"n": 2})
+        self.assertEqual((obj.pk, obj.n, created), ((1, DAY), 2, True))
+        obj, created = upsert_increment_returning(Model, keys={"site": 1, "day": DAY}, deltas={"n": 3})
+        self.assertEqual((obj.pk, obj.n, created), ((1, DAY), 5, False))
+        self.assertFalse(obj._state.adding)
+
+    def test_batches_of_rows_and_of_instances(self):
+        Model = abmodels.CompositeHit
+        summary = upsert_increment_many(Model, [({"site": s % 2, "day": DAY}, {"n": 1}) for s in range(10)])
+        self.assertEqual(summary, {"inserted": 2, "updated": 0, "chunks": 1})
+        summary = upsert_increment_many(Model, [Model(site=1, day=DAY, n=10), Model(site=2, day=DAY, n=1)],
+                                        delta_fields=["n"])
+        self.assertEqual(summary, {"inserted": 1, "updated": 1, "chunks": 1})
+        out = upsert_increment_many(Model, [Model(site=2, day=DAY, n=1)] * 2, delta_fields=["n"],
+                                    unique_fields=["pk"], results=True)
+        self.assertEqual([(o.pk, o.n, created) for o, created in out], [((2, DAY), 3, False)])
+        self.assertEqual(sorted(Model.objects.values_list("site", "n")), [(0, 5), (1, 15), (2, 3)])
+
+    def test_rollup(self):
+        Model = abmodels.CompositeHit
+        at = datetime.datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+        for i in range(5):
+            Event.objects.create(ab_test=self.test, version="control", at=at + datetime.timedelta(hours=i % 2))
+        keys = {"site": ExtractHour("at", tzinfo=UTC), "day": TruncDate("at", tzinfo=UTC)}
+        self.assertEqual(upsert_rollup(Model, Event.objects.all(), keys=keys, deltas={"n": Count("id")}),
+                         {"inserted": 2, "updated": 0})
+        self.assertEqual(upsert_rollup(Model, Event.objects.all(), keys=keys, deltas={"n": Count("id")}),
+                         {"inserted": 0, "updated": 2})
+        self.assertEqual(sorted(Model.objects.values_list("site", "day", "n")), [(10, DAY, 6), (11, DAY, 4)])

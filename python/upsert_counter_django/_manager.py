@@ -45,3 +45,4 @@ class UpsertCounterQuerySet(models.QuerySet):
 
 
 UpsertCounterManager = models.Manager.from_queryset(UpsertCounterQuerySet, "UpsertCounterManager")
+UpsertCounterManager.__module__ = __name__

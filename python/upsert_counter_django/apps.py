@@ -23,5 +23,6 @@ class UpsertCounterConfig(AppConfig):
     def ready(self):
         from .checks import check_mode
         checks.register(check_mode, checks.Tags.database)
-        post_migrate.connect(_reset_after_migrate, sender=self,
+        # sent once per app with models, after every migrate
+        post_migrate.connect(_reset_after_migrate,
                              dispatch_uid="upsert_counter_django.reset_after_migrate")
