@@ -93,6 +93,24 @@ FROM generate_series(1, 12) t;
 COMMIT;
 SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_hash'::regclass ORDER BY 1;
 SELECT sum(hits) AS hits FROM cit_hash;
+-- An aggregate that Citus pushes down to the shards (GROUP BY the
+-- distribution column) runs on a worker over a shard: refused with the
+-- way out, before anything is written.  Here a table named as Citus names
+-- a shard of cit_hash (shard 2) stands in for one.
+CREATE TABLE cit_hash_2 (tenant int, day date, hits bigint);
+INSERT INTO cit_hash_2 SELECT t, '2026-11-22', 1 FROM generate_series(1, 3) t;
+SELECT tenant, upsert_increment('cit_hash', jsonb_build_object('tenant', tenant, 'day', day), '{"hits": 1}')
+FROM cit_hash_2 GROUP BY tenant, day;
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment_rows('cit_hash', s, '{hits}') FROM cit_hash_2 s;
+\echo :LAST_ERROR_SQLSTATE
+-- a table whose name only looks like a shard's is no shard
+CREATE TABLE cit_hash_77 (tenant int, day date, hits bigint);
+INSERT INTO cit_hash_77 VALUES (1, '2026-11-22', 1);
+SELECT upsert_increment('cit_hash', jsonb_build_object('tenant', tenant, 'day', day), '{"hits": 1}')
+FROM cit_hash_77;
+SELECT sum(hits) AS hits FROM cit_hash;
+DROP TABLE cit_hash_2, cit_hash_77;
 -- a distribution column the call does not name (here not a key): no split
 INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_local', 'h', cit_partkey('cit_local', 'hits'));
 ALTER TABLE cit_local ADD COLUMN note text;	-- a new shape, read as Citus'

@@ -34,6 +34,9 @@
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "nodes/execnodes.h"
+#include "nodes/extensible.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -245,4 +248,137 @@ uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull)
 			return mid;
 	}
 	return -1;
+}
+
+/*
+ * Is the relation a shard of a Citus table, as Citus names shards:
+ * "<table>_<shardid>", with that shard id in pg_dist_shard for that table?
+ */
+static bool
+is_shard(Relation scanned)
+{
+	const char *name = RelationGetRelationName(scanned);
+	const char *sep = strrchr(name, '_');
+	Relation	rel;
+	AttrNumber	relno,
+				idno;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		found = false;
+	int64		shardid;
+	char	   *end;
+
+	if (sep == NULL || sep[1] == '\0' || strspn(sep + 1, "0123456789") != strlen(sep + 1))
+		return false;
+	errno = 0;
+	shardid = strtoi64(sep + 1, &end, 10);
+	if (errno != 0)
+		return false;
+	rel = open_catalog("pg_dist_shard");
+	if (rel == NULL)
+		return false;
+	relno = catalog_column(rel, "logicalrelid", REGCLASSOID);
+	idno = catalog_column(rel, "shardid", INT8OID);
+	if (relno != InvalidAttrNumber && idno != InvalidAttrNumber)
+	{
+		ScanKeyInit(&key, idno, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shardid));
+		scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+		while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Oid			logical = DatumGetObjectId(heap_getattr(tup, relno,
+																RelationGetDescr(rel),
+																&isnull));
+			char	   *logicalname = isnull ? NULL : get_rel_name(logical);
+
+			found = logicalname != NULL &&
+				strlen(logicalname) == (size_t) (sep - name) &&
+				strncmp(logicalname, name, sep - name) == 0 &&
+				get_rel_namespace(logical) == RelationGetNamespace(scanned);
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+typedef struct UcPlanSearch
+{
+	bool		remote;			/* a Citus scan gathering rows from workers */
+	bool		shard;			/* a scan of a Citus shard */
+} UcPlanSearch;
+
+static bool
+search_plan(PlanState *ps, void *arg)
+{
+	UcPlanSearch *found = (UcPlanSearch *) arg;
+
+	if (ps == NULL)
+		return false;
+	if (IsA(ps->plan, CustomScan))
+	{
+		/* the name EXPLAIN shows: "Citus Adaptive" and its kin */
+		const char *name = ((CustomScan *) ps->plan)->methods->CustomName;
+
+		if (name != NULL && strncmp(name, "Citus", 5) == 0)
+			found->remote = true;
+	}
+	switch (nodeTag(ps->plan))
+	{
+		case T_SeqScan:
+		case T_SampleScan:
+		case T_IndexScan:
+		case T_IndexOnlyScan:
+		case T_BitmapHeapScan:
+		case T_TidScan:
+		case T_TidRangeScan:
+			if (((ScanState *) ps)->ss_currentRelation != NULL &&
+				is_shard(((ScanState *) ps)->ss_currentRelation))
+				found->shard = true;
+			break;
+		default:
+			break;
+	}
+	return planstate_tree_walker(ps, search_plan, arg);
+}
+
+/*
+ * The rows below an aggregate come through Citus: refuse what cannot be
+ * right there.  agg is the aggregate's input; target_is_const says whether
+ * the aggregate's target argument is a constant of the plan.
+ *
+ *	- Gathered from the workers by a Citus scan, a non-constant target was
+ *	  evaluated on a worker and reaches us as the worker's OID, which here
+ *	  may name another table (and the typed form's records lose their
+ *	  field names on the way).
+ *	- Over a shard, the aggregate itself runs on a worker, pushed down by
+ *	  Citus (GROUP BY the distribution column), where the write would be a
+ *	  distributed query inside a query on a shard.
+ *
+ * Either way the source belongs on the coordinator: a subquery with
+ * OFFSET 0 makes Citus gather it first.  Nothing is checked without
+ * Citus' catalogs.
+ */
+void
+uc_citus_check_aggregate_input(PlanState *agg, bool target_is_const,
+							   const char *aggname)
+{
+	UcPlanSearch found = {false, false};
+
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return;
+	search_plan(agg, &found);
+	if (found.shard)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s() cannot run over the shards of a Citus table", aggname),
+				 errdetail("Citus pushed the aggregate down to the workers (as it does with GROUP BY the distribution column), where its writes would be distributed queries inside a query on a shard."),
+				 errhint("Read the source in a subquery with OFFSET 0, for example FROM (SELECT ... FROM source OFFSET 0) s, so that the aggregate runs on the coordinator.")));
+	if (found.remote && !target_is_const)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s() cannot take its arguments from rows Citus gathers from its workers", aggname),
+				 errdetail("Citus evaluates the aggregate's arguments on its workers, where a table's OID can differ from its OID here: the target would name whatever table has that OID here."),
+				 errhint("Read the source in a subquery with OFFSET 0, for example FROM (SELECT ... FROM source OFFSET 0) s, so that the arguments are evaluated on the coordinator.")));
 }

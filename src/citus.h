@@ -26,4 +26,9 @@ extern bool uc_citus_table(Oid relid);
 extern UcShardMap *uc_citus_shard_map(const UcShape *shape);
 extern int	uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull);
 
+struct PlanState;
+extern void uc_citus_check_aggregate_input(struct PlanState *agg,
+										   bool target_is_const,
+										   const char *aggname);
+
 #endif							/* UC_CITUS_H */

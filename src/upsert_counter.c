@@ -30,6 +30,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "citus.h"
 #include "upsert_counter.h"
 
 #ifdef PG_MODULE_MAGIC_EXT
@@ -249,6 +250,25 @@ refuse_merged_calls(FunctionCallInfo fcinfo)
 				 errhint("Make the calls differ, or run them in separate statements. Re-creating the extension (DROP EXTENSION and CREATE EXTENSION upsert_counter) restores its definition.")));
 }
 
+/*
+ * An aggregate over rows Citus brings from its workers, or running on a
+ * worker over shards: refused where its target or rows cannot be trusted
+ * (citus.c).
+ */
+static void
+refuse_remote_rows(FunctionCallInfo fcinfo, const char *aggname)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	AggState   *aggstate = (AggState *) fcinfo->context;
+	Expr	   *target;
+
+	if (aggref == NULL || aggref->args == NIL)
+		return;
+	target = linitial_node(TargetEntry, aggref->args)->expr;
+	uc_citus_check_aggregate_input(outerPlanState(aggstate), IsA(target, Const),
+								   aggname);
+}
+
 /* "s"."t", or "with OID n" for an OID that names no relation */
 static char *
 relation_text(Oid relid)
@@ -288,6 +308,7 @@ agg_state(FunctionCallInfo fcinfo, MemoryContext aggcxt, bool can_hold,
 		return state;
 	}
 	refuse_merged_calls(fcinfo);
+	refuse_remote_rows(fcinfo, aggname);
 	state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
 	state->relid = relid;
 	state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
