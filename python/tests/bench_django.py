@@ -2,7 +2,8 @@
 """The Django helper against what Django code does today, through the ORM.
 
     /usr/bin/python3 python/tests/bench_django.py [--threads 8] [--calls 500] [--keys 4]
-                                                  [--rows 100000] [--rounds 3]
+                                                  [--rows 100000] [--repeated 5000]
+                                                  [--rounds 3] [--only single,batch,repeated]
 
 Single rows: THREADS threads, each CALLS increments over KEYS hourly-log
 rows (they exist: every way takes the update path), autocommit, in the same
@@ -18,6 +19,13 @@ run:
 Batches: upsert_increment_many() of ROWS wagtail rows, in both modes, over
 24 keys (hot) and over ROWS/2 keys (spread, half of them existing).
 
+The repeated-key batch (issue 21): ROWS increments over REPEATED keys in a
+random order (half of the keys existing), upsert_increment_many() of the
+rows as they come, against the merged-first baseline: the caller merges
+them with a dict first and passes one row per key.  Keys repeat all over
+the input, so merging per statement would write most keys in every
+statement; the helper merges the whole input (a list) before it encodes.
+
 Prints calls/s and rows/s (median of ROUNDS) and the ratios; every total is
 checked exact.  Uses the test settings (PGHOST, PGPORT, PGUSER) and a
 throwaway test database.  A benchmark, not a test: it asserts nothing about
@@ -26,6 +34,7 @@ speed.
 import argparse
 import datetime
 import os
+import random
 import sys
 import threading
 import time
@@ -113,6 +122,36 @@ def run_many(mode, test, rows, distinct):
     return rows / elapsed
 
 
+def run_repeated(mode, test, rows, distinct, merged_first, seed):
+    """ROWS increments over DISTINCT keys in a random order, half of the keys
+    existing; as they come, or merged by the caller first.  Seconds."""
+    AbTestHourlyLog.objects.all().delete()
+    day = [DAY + datetime.timedelta(days=k // 24) for k in range(distinct)]
+    AbTestHourlyLog.objects.bulk_create(
+        [AbTestHourlyLog(ab_test=test, version="control", date=day[k], hour=k % 24)
+         for k in range(0, distinct, 2)])
+    rnd = random.Random(seed)
+    batch = [({"ab_test_id": test.pk, "version": "control", "date": day[k], "hour": k % 24},
+              {"participants": 1 + k % 3}) for k in (rnd.randrange(distinct) for _ in range(rows))]
+    want = sum(d["participants"] for _, d in batch)
+    with override_settings(UPSERT_COUNTER_MODE=mode):
+        t0 = time.perf_counter()
+        if merged_first:
+            totals = {}
+            for keys, deltas in batch:
+                k = (keys["ab_test_id"], keys["version"], keys["date"], keys["hour"])
+                totals[k] = totals.get(k, 0) + deltas["participants"]
+            batch = [({"ab_test_id": k[0], "version": k[1], "date": k[2], "hour": k[3]},
+                      {"participants": n}) for k, n in totals.items()]
+        summary = upsert_increment_many(AbTestHourlyLog, batch)
+        elapsed = time.perf_counter() - t0
+    assert summary["inserted"] + summary["updated"] == distinct, summary
+    assert summary["updated"] == (distinct + 1) // 2, summary
+    assert sum(AbTestHourlyLog.objects.values_list("participants", flat=True)) == want
+    assert AbTestHourlyLog.objects.count() == distinct
+    return elapsed
+
+
 def median(xs):
     return sorted(xs)[len(xs) // 2]
 
@@ -123,8 +162,11 @@ def main():
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--keys", type=int, default=4)
     p.add_argument("--rows", type=int, default=100000)
+    p.add_argument("--repeated", type=int, default=5000, help="keys of the repeated-key batch")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", default="single,batch,repeated")
     a = p.parse_args()
+    only = set(a.only.split(","))
     a.keys = min(a.keys, 24)
     setup_test_environment()
     old = connection.creation.create_test_db(verbosity=0)
@@ -133,7 +175,7 @@ def main():
         ways = [("helper (extension)", helper, "extension"), ("helper (SQL mode)", helper, "sql"),
                 ("wagtail raw SQL", wagtail_raw, "auto"), ("update_or_create", update_or_create, "auto")]
         print("Django %s, %s" % (django.get_version(), connection.Database.__name__))
-        for threads in sorted({1, a.threads}):
+        for threads in sorted({1, a.threads}) if "single" in only else ():
             results = {name: [] for name, _, _ in ways}
             for _ in range(a.rounds):
                 for name, fn, mode in ways:
@@ -144,7 +186,8 @@ def main():
             for k, v in med.items():
                 print("  %-20s %8.0f calls/s   %5.2fx wagtail raw   %5.2fx update_or_create"
                       % (k, v, v / med["wagtail raw SQL"], v / med["update_or_create"]))
-        for label, distinct in (("hot: 24 keys", 24), ("spread: rows/2 keys", a.rows // 2)):
+        for label, distinct in (("hot: 24 keys", 24), ("spread: rows/2 keys", a.rows // 2)) \
+                if "batch" in only else ():
             results = {"extension": [], "sql": []}
             for _ in range(a.rounds):
                 for mode in results:
@@ -153,6 +196,19 @@ def main():
                   % (a.rows, label, a.rounds))
             for mode, v in results.items():
                 print("  %-20s %8.0f rows/s" % (mode + " mode", median(v)))
+        if "repeated" in only:
+            results = {}
+            for r in range(a.rounds):
+                for mode in ("extension", "sql"):
+                    for merged_first in (False, True):
+                        results.setdefault((mode, merged_first), []).append(
+                            run_repeated(mode, test, a.rows, a.repeated, merged_first, seed=r))
+            print("repeated-key batch: %d increments over %d keys in a random order (half existing), "
+                  "median of %d rounds:" % (a.rows, a.repeated, a.rounds))
+            for mode in ("extension", "sql"):
+                t, base = median(results[(mode, False)]), median(results[(mode, True)])
+                print("  %-20s as they come %6.3f s (%8.0f input rows/s)   merged first by the caller "
+                      "%6.3f s   %.2fx the merged-first time" % (mode + " mode", t, a.rows / t, base, t / base))
     finally:
         connection.creation.destroy_test_db(old, verbosity=0)
 
