@@ -968,6 +968,30 @@ class ExtensionLifecycle(Base):
             total += 2 if call is not calls[2] else 6
             self.assertEqual(self.log().participants, total)
 
+    def test_extension_dropped_between_chunks_of_a_batch(self):
+        # autocommit: each chunk commits on its own; the chunk that finds the
+        # extension gone runs again in SQL mode, the others are not repeated
+        self.with_extension()
+        statements = []
+
+        def drop_after_the_first(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            statements.append(sql)
+            if len(statements) == 1:
+                with connections["other"].cursor() as cursor:
+                    cursor.execute("DROP EXTENSION upsert_counter")
+            return result
+
+        rows = [(self.keys(hour=h % 3), {"participants": 1}) for h in range(9)]
+        with connection.execute_wrapper(drop_after_the_first):
+            summary = upsert_increment_many(AbTestHourlyLog, rows, chunk_size=1)
+        self.assertEqual(summary, {"inserted": 3, "updated": 0, "chunks": 3})
+        self.assertEqual(sorted(AbTestHourlyLog.objects.values_list("hour", "participants")),
+                         [(0, 3), (1, 3), (2, 3)])
+        self.assertIn("upsert_increment", statements[0])
+        self.assertIn("ON CONFLICT", statements[-1])
+        self.assertEqual(mode("default"), "sql")
+
     def test_dropped_extension_inside_a_transaction_says_what_to_do(self):
         self.with_extension()
         upsert_increment(AbTestHourlyLog, keys=self.keys(), deltas={"participants": 1})
