@@ -24,10 +24,10 @@ from ._spec import ModelSpec, sort_key, unwrap_adapter
 
 ROW_KEYS = frozenset({"keys", "deltas", "assign", "on_insert"})
 
-# A merged input row: [keys, deltas, assign, on_insert, merged, key].  A
-# key seen once keeps the caller's dicts (never written to); the second
-# row of a key makes copies that collect the rest (merged = True).  key is
-# the prepared identity.
+# A merged input row: [keys, deltas, assign, on_insert, merged, key]: the
+# first row's keys, copies of its deltas (checked), assign and on_insert
+# that collect the later rows' (merged: a later row came), and the key's
+# prepared identity.
 Slot = List[Any]
 
 
@@ -133,7 +133,10 @@ def merge_window(spec: ModelSpec, source: Iterator[Any], window: Optional[int]
             key = prepared(keys if keys is not None else {})
             slot = by_key.get(key)
             if slot is None:
-                slot = by_key[key] = [keys, deltas, assign, on_insert, False, key]
+                into = {}
+                _add_deltas(spec, into, deltas)
+                slot = by_key[key] = [keys, into, dict(assign) if assign else {},
+                                      dict(on_insert) if on_insert else {}, False, key]
                 out.append(slot)
                 if getter is None and keys:
                     # the raw identity: the key values in this row's order of names
@@ -146,13 +149,7 @@ def merge_window(spec: ModelSpec, source: Iterator[Any], window: Optional[int]
                 continue
             if ident is not None:
                 slots[ident] = slot     # another spelling of a key seen before
-        if not slot[4]:
-            first = slot[1]
-            slot[1] = {}
-            _add_deltas(spec, slot[1], first)
-            slot[2] = dict(slot[2] or ())
-            slot[3] = dict(slot[3] or ())
-            slot[4] = True
+        slot[4] = True
         if deltas:
             into = slot[1]
             for name, value in deltas.items():
