@@ -4,6 +4,7 @@
 #   make install    install it into the PostgreSQL found by PG_CONFIG
 #   make test       set up everything (packages, build, install, a throwaway
 #                   cluster) and run every test suite; what CI runs
+#   make test-all   make test on PostgreSQL 17 and 18, each in a Debian chroot (scripts/matrix.sh)
 #   make demo       the worked example against a throwaway cluster
 #   make bench      pgbench comparisons against plain SQL (minutes; not in make test)
 #   make stress     the long reliability run (minutes; make test runs short forms)
@@ -59,9 +60,12 @@ endif
 # PGXS tracks no header dependencies: every object depends on every header
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench stress
+.PHONY: test test-all demo bench stress
 test:
 	./scripts/test.sh
+
+test-all:
+	./scripts/matrix.sh
 
 demo:
 	./scripts/demo.sh
