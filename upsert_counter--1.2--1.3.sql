@@ -25,3 +25,95 @@ COMMENT ON FUNCTION upsert_counter_note_row(anyelement) IS
 'internal: clears the update mark for the next row upsert_increment() proposes; returns its argument';
 COMMENT ON FUNCTION upsert_counter_take_update() IS
 'internal: whether the row upsert_increment() just wrote was updated; clears the mark';
+
+-- Background mode (upsert_counter.flush = background): a call appends its
+-- row here instead of writing the target; a fold (a background worker, or
+-- upsert_counter_fold()) takes the rows of a target in id order, merges
+-- them per key, writes them as the user who logged them and deletes them,
+-- in one transaction.  Values are stored in their types' binary form, so
+-- that what was converted under the caller's settings (DateStyle,
+-- TimeZone) is folded as converted.
+CREATE TABLE upsert_counter_delta (
+	id			bigint GENERATED ALWAYS AS IDENTITY,
+	target		regclass NOT NULL,
+	caller		regrole NOT NULL,
+	names		text[] NOT NULL,		-- column names, role by role
+	nrole		smallint[] NOT NULL,	-- keys, deltas, assign, on_insert
+	types		regtype[] NOT NULL,		-- each value's type when logged
+	vals		bytea[] NOT NULL,		-- each value, binary; NULL for SQL NULL
+	logged_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (target, id)
+);
+REVOKE ALL ON upsert_counter_delta FROM PUBLIC;
+-- inserted and deleted all day: keep it vacuumed
+ALTER TABLE upsert_counter_delta SET (autovacuum_vacuum_scale_factor = 0.0,
+	autovacuum_vacuum_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0.0,
+	autovacuum_vacuum_insert_threshold = 10000);
+-- pending deltas are data: pg_dump keeps them
+SELECT pg_catalog.pg_extension_config_dump('upsert_counter_delta', '');
+SELECT pg_catalog.pg_extension_config_dump('upsert_counter_delta_id_seq', '');
+
+COMMENT ON TABLE upsert_counter_delta IS
+'background mode: rows logged by upsert_increment() and not yet folded into their target';
+
+-- What the fold last did per target, written by the fold.
+CREATE TABLE upsert_counter_fold_status (
+	target			regclass PRIMARY KEY,
+	last_fold		timestamptz,		-- last successful fold
+	folded			bigint NOT NULL DEFAULT 0,	-- deltas folded, in all
+	last_lag		interval,			-- age of the oldest delta it folded
+	last_error		text,				-- the last failure, until a fold succeeds
+	last_sqlstate	text,
+	last_error_at	timestamptz,
+	failures		integer NOT NULL DEFAULT 0	-- failures in a row
+);
+REVOKE ALL ON upsert_counter_fold_status FROM PUBLIC;
+
+COMMENT ON TABLE upsert_counter_fold_status IS
+'background mode: the last fold of each target, and its last error';
+
+-- The backlog per target, for every target the current user may read a column of (and
+-- targets that no longer exist).
+CREATE VIEW upsert_counter_backlog WITH (security_barrier) AS
+SELECT coalesce(d.target, s.target) AS target,
+	   coalesce(d.pending, 0) AS pending,
+	   d.oldest AS oldest_logged_at,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest AS oldest_age,
+	   s.last_fold, s.folded, s.last_lag,
+	   s.last_error, s.last_sqlstate, s.last_error_at, s.failures
+FROM (SELECT target, pg_catalog.count(*) AS pending, pg_catalog.min(logged_at) AS oldest
+	  FROM @extschema@.upsert_counter_delta GROUP BY target) d
+	 FULL JOIN @extschema@.upsert_counter_fold_status s ON s.target OPERATOR(pg_catalog.=) d.target
+WHERE pg_catalog.has_any_column_privilege(coalesce(d.target, s.target), 'SELECT') IS NOT FALSE;
+GRANT SELECT ON upsert_counter_backlog TO PUBLIC;
+
+COMMENT ON VIEW upsert_counter_backlog IS
+'background mode: per target, the deltas not yet folded, the age of the oldest, the last fold and the last error';
+
+-- Fold now, in the calling transaction: the pending deltas of target (of
+-- every target the caller may insert into, if NULL).
+CREATE FUNCTION upsert_counter_fold(target regclass DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'upsert_counter_fold'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_fold(regclass) IS
+'background mode: fold the pending deltas of target (or of every target the caller may insert into) now, in this transaction';
+
+-- A counter row as it will be once everything pending is folded.
+CREATE FUNCTION upsert_counter_read(target regclass, keys jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'upsert_counter_read'
+LANGUAGE C STABLE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_read(regclass, jsonb) IS
+'background mode: the row with these keys as to_jsonb() gives it, with the deltas not yet folded applied; NULL if neither exists';
+
+-- Drop the pending deltas of a target (one that was dropped, say).
+CREATE FUNCTION upsert_counter_discard(target regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'upsert_counter_discard'
+LANGUAGE C VOLATILE PARALLEL UNSAFE STRICT;
+
+COMMENT ON FUNCTION upsert_counter_discard(regclass) IS
+'background mode: delete the pending deltas of target without folding them; for the table''s owner';

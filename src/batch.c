@@ -90,8 +90,9 @@ struct UcBatchState
 	MemoryContextCallback release;	/* gives back every group's reference */
 };
 
-static PGFunction
-delta_add_function(Oid basetypid)
+/* The addition of a delta column's (base) type */
+PGFunction
+uc_delta_add_fn(Oid basetypid)
 {
 	switch (basetypid)
 	{
@@ -228,7 +229,7 @@ group_init(UcBatchState *state, UcGroup *g)
 	g->addfn = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(PGFunction));
 	g->memo = MemoryContextAllocZero(state->cxt, Max(g->shape->ncols, 1) * sizeof(UcValueMemo));
 	for (int i = g->shape->rolestart[UC_DELTA]; i < g->shape->rolestart[UC_ASSIGN]; i++)
-		g->addfn[i] = delta_add_function(g->shape->cols[i].basetypid);
+		g->addfn[i] = uc_delta_add_fn(g->shape->cols[i].basetypid);
 	/* rbt_create() allocates in the current context; that must be ours */
 	oldcxt = MemoryContextSwitchTo(state->cxt);
 	g->tree = rbt_create(sizeof(UcRowNode), row_compare, row_combine,
@@ -459,10 +460,12 @@ group_order(const void *a, const void *b)
 }
 
 /*
- * Write everything the state holds.  Called once, by the final function.
+ * Hand every row the state holds to sink, group by group in the order
+ * groups are written (target OID, then shape), each group's rows in key
+ * order.  Called once per state; marks it written.
  */
 void
-uc_batch_write(UcBatchState *state, int64 *inserted, int64 *updated)
+uc_batch_drain(UcBatchState *state, UcRowsSink sink, void *arg)
 {
 	UcGroup   **order;
 	int			n = 0;
@@ -473,11 +476,8 @@ uc_batch_write(UcBatchState *state, int64 *inserted, int64 *updated)
 
 	if (state->holding)
 	{
-		UcArgs		args = {0};
-
-		uc_args_read(&args, state->held_relid, state->held);
-		uc_write_one(&args, UC_FORM_SINGLE, NULL, inserted, updated);
-		return;
+		state->holding = false;
+		add_row(state, state->held_relid, state->held);
 	}
 
 	order = palloc(Max(state->ngroups, 1) * sizeof(UcGroup *));
@@ -485,16 +485,54 @@ uc_batch_write(UcBatchState *state, int64 *inserted, int64 *updated)
 		order[n++] = g;
 	qsort(order, n, sizeof(UcGroup *), group_order);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	for (int i = 0; i < n; i++)
 	{
 		UcGroup    *g = order[i];
 		RBTreeIterator it;
 
 		rbt_begin_iterate(g->tree, LeftRightWalk, &it);
-		uc_write_rows(g->entry, g->nrows, next_row, &it, inserted, updated);
+		sink(g->entry, g->nrows, next_row, &it, arg);
 	}
-	SPI_finish();
 	release_groups(state);
+}
+
+typedef struct UcWriteCounts
+{
+	int64	   *inserted;
+	int64	   *updated;
+} UcWriteCounts;
+
+static void
+write_sink(const UcCacheEntry *entry, int64 n, UcRowIter next, void *iterarg,
+		   void *arg)
+{
+	UcWriteCounts *counts = (UcWriteCounts *) arg;
+
+	uc_write_rows(entry, n, next, iterarg, counts->inserted, counts->updated);
+}
+
+/*
+ * Write everything the state holds.  Called once, by the final function
+ * (or by whoever owns the state).  A lone row kept as given takes the
+ * single-row path.
+ */
+void
+uc_batch_write(UcBatchState *state, int64 *inserted, int64 *updated)
+{
+	UcWriteCounts counts = {inserted, updated};
+
+	if (state->holding && !state->written)
+	{
+		UcArgs		args = {0};
+
+		state->written = true;
+		uc_args_read(&args, state->held_relid, state->held);
+		uc_write_one(&args, UC_FORM_SINGLE, NULL, inserted, updated);
+		return;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	uc_batch_drain(state, write_sink, &counts);
+	SPI_finish();
 }

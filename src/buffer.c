@@ -248,16 +248,23 @@ uc_buffer_write(int64 *inserted, int64 *updated)
 }
 
 /*
- * What every buffered row is checked for before anything is locked;
+ * What every row that is written later (commit mode's buffer, background
+ * mode's log) is checked for at the call, before anything is locked;
  * returns the user and security context the row will be written under.
  */
-static void
-defer_checks(Oid relid, Oid *userid, int *secctx)
+void
+uc_deferred_checks(Oid relid, Oid *userid, int *secctx)
 {
+	bool		background = (uc_flush_mode == UC_FLUSH_BACKGROUND);
+
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 background ?
+				 errmsg("cannot log upsert_increment() rows within security-restricted operation") :
 				 errmsg("cannot buffer upsert_increment() rows within security-restricted operation"),
+				 background ?
+				 errdetail("Rows logged with upsert_counter.flush = background are written later by the fold, outside the operation.") :
 				 errdetail("Rows buffered with upsert_counter.flush = commit are written when the transaction commits, outside the operation."),
 				 errhint("Set upsert_counter.flush to statement in code that runs during ANALYZE, VACUUM, CREATE INDEX or REFRESH MATERIALIZED VIEW.")));
 	PreventCommandIfParallelMode("upsert_increment()");
@@ -296,7 +303,7 @@ uc_buffer_add_jsonb(Oid relid, Jsonb *const *objs)
 	Oid			userid;
 	int			secctx;
 
-	defer_checks(relid, &userid, &secctx);
+	uc_deferred_checks(relid, &userid, &secctx);
 	uc_batch_add_jsonb(current_buffer(userid, secctx), relid, objs);
 	check_limit();
 }
@@ -309,7 +316,7 @@ uc_buffer_add_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
 	Oid			userid;
 	int			secctx;
 
-	defer_checks(relid, &userid, &secctx);
+	uc_deferred_checks(relid, &userid, &secctx);
 	uc_rows_add(current_buffer(userid, secctx), relid, td, roles, mapp, cxt);
 	check_limit();
 }

@@ -17,7 +17,8 @@
 typedef enum UcFlushMode
 {
 	UC_FLUSH_STATEMENT,			/* in the calling statement */
-	UC_FLUSH_COMMIT				/* buffered, written just before commit */
+	UC_FLUSH_COMMIT,			/* buffered, written just before commit */
+	UC_FLUSH_BACKGROUND			/* logged, folded in later (background.h) */
 } UcFlushMode;
 
 extern int	uc_flush_mode;
@@ -31,5 +32,6 @@ extern void uc_buffer_add_record(Oid relid, HeapTupleHeader td,
 								 ArrayType *const *roles, UcRowMap **mapp,
 								 MemoryContext cxt);
 extern bool uc_buffer_write(int64 *inserted, int64 *updated);
+extern void uc_deferred_checks(Oid relid, Oid *userid, int *secctx);
 
 #endif							/* UC_BUFFER_H */

@@ -490,13 +490,14 @@ cache_plan(UcCacheEntry *entry, UcForm form)
 
 /*
  * Execute a form's plan of a referenced entry with these parameters and
- * return SPI's result code.  While it runs, a nested call (a trigger's)
+ * return SPI's result code (read_only: under the current snapshot, as SPI
+ * means it).  While it runs, a nested call (a trigger's)
  * that finds the plan stale leaves it to plancache to revalidate in place
  * rather than freeing it.  The caller has SPI connected.
  */
 int
 uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
-				 const char *nulls)
+				 const char *nulls, bool read_only)
 {
 	SPIPlanPtr	plan = cache_plan(entry, form);
 	volatile int rc = 0;
@@ -504,7 +505,7 @@ uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
 	entry->running++;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
 	}
 	PG_FINALLY();
 	{

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/stratnum.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "utils/acl.h"
 #include "utils/rel.h"
@@ -36,9 +37,13 @@
 #if PG_VERSION_NUM >= 160000
 #define uc_proc_aclcheck(proc, user, mode) \
 	object_aclcheck(ProcedureRelationId, (proc), (user), (mode))
+#define uc_class_ownercheck(relid, user) \
+	object_ownercheck(RelationRelationId, (relid), (user))
 #else
 #define uc_proc_aclcheck(proc, user, mode) \
 	pg_proc_aclcheck((proc), (user), (mode))
+#define uc_class_ownercheck(relid, user) \
+	pg_class_ownercheck((relid), (user))
 #endif
 
 /*

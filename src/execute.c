@@ -101,7 +101,7 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 
 	PG_TRY();
 	{
-		rc = uc_cache_execute(entry, form, values, nulls);
+		rc = uc_cache_execute(entry, form, values, nulls, false);
 	}
 	PG_FINALLY();
 	{
@@ -137,6 +137,25 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 }
 
 /*
+ * A row of relid's row type as to_jsonb() gives it.  to_jsonb(anyelement)
+ * finds its argument's type in its call expression: build one.
+ */
+Datum
+uc_row_to_jsonb(Oid relid, TupleDesc rowdesc, HeapTuple tuple)
+{
+	Oid			rowtype = get_rel_type_id(relid);
+	FuncExpr   *call;
+	FmgrInfo	flinfo;
+
+	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
+						list_make1(makeNullConst(rowtype, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info(F_TO_JSONB, &flinfo);
+	fmgr_info_set_expr((Node *) call, &flinfo);
+	return FunctionCall1(&flinfo, heap_copy_tuple_as_datum(tuple, rowdesc));
+}
+
+/*
  * The returned row of the returning and lookup forms, in the caller's
  * context: the statement returns t.* (after the inserted flag in the
  * returning form), and the row is built here as to_jsonb() of the table's
@@ -154,8 +173,6 @@ returned_row(const UcShape *s, UcForm form)
 	bool	   *nulls;
 	int			j = first;
 	HeapTuple	tuple;
-	FuncExpr   *call;
-	FmgrInfo	flinfo;
 	Datum		result;
 
 	if (!OidIsValid(rowtype))
@@ -183,14 +200,7 @@ returned_row(const UcShape *s, UcForm form)
 		elog(ERROR, "RETURNING t.* does not match the row type of relation \"%s\"",
 			 s->relname);
 	tuple = heap_form_tuple(rowdesc, values, nulls);
-
-	/* to_jsonb(anyelement) finds its argument's type in its call expression */
-	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
-						list_make1(makeNullConst(rowtype, -1, InvalidOid)),
-						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	fmgr_info(F_TO_JSONB, &flinfo);
-	fmgr_info_set_expr((Node *) call, &flinfo);
-	result = FunctionCall1(&flinfo, heap_copy_tuple_as_datum(tuple, rowdesc));
+	result = uc_row_to_jsonb(s->relid, rowdesc, tuple);
 	ReleaseTupleDesc(rowdesc);
 
 	return SPI_datumTransfer(result, false, -1);

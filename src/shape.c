@@ -153,6 +153,23 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 	get_typlenbyvalalign(col->typid, &col->typlen, &col->typbyval, &col->typalign);
 	getTypeInputInfo(col->typid, &infunc, &col->ioparam);
 	fmgr_info_cxt(infunc, &col->inputfn, cxt);
+	/* binary I/O, if the type has it (background mode's log) */
+	col->sendfn.fn_oid = col->recvfn.fn_oid = InvalidOid;
+	{
+		HeapTuple	typtup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(col->typid));
+		Form_pg_type typ;
+
+		if (!HeapTupleIsValid(typtup))
+			elog(ERROR, "cache lookup failed for type %u", col->typid);
+		typ = (Form_pg_type) GETSTRUCT(typtup);
+		if (OidIsValid(typ->typsend) && OidIsValid(typ->typreceive))
+		{
+			fmgr_info_cxt(typ->typsend, &col->sendfn, cxt);
+			fmgr_info_cxt(typ->typreceive, &col->recvfn, cxt);
+			col->recvioparam = getTypeIOParam(typtup);
+		}
+		ReleaseSysCache(typtup);
+	}
 	col->typmodfn.fn_oid = InvalidOid;
 	if (col->typmod >= 0)
 	{

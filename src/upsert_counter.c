@@ -30,6 +30,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "background.h"
 #include "citus.h"
 #include "upsert_counter.h"
 
@@ -43,7 +44,8 @@ PG_MODULE_MAGIC;
 typedef struct UcAggState
 {
 	bool		deferred;		/* commit mode: rows went to the buffer */
-	int64		nrows;			/* rows buffered, in commit mode */
+	bool		background;		/* background mode: merged rows are logged */
+	int64		nrows;			/* input rows */
 	UcBatchState *batch;		/* statement mode */
 	UcRowMap   *rowmap;			/* upsert_increment_rows(): the row mapping */
 	Oid			relid;			/* the target, the same on every row */
@@ -60,6 +62,7 @@ static bool uc_fast_update_obsolete = false;
 static const struct config_enum_entry uc_flush_options[] = {
 	{"statement", UC_FLUSH_STATEMENT, false},
 	{"commit", UC_FLUSH_COMMIT, false},
+	{"background", UC_FLUSH_BACKGROUND, false},
 	{NULL, 0, false}
 };
 
@@ -83,8 +86,8 @@ _PG_init(void)
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("upsert_counter.flush",
-							 "When upsert_increment() writes: at once, or just before commit.",
-							 "'statement' writes in the calling statement. 'commit' buffers the rows, merged, for the transaction and writes them just before it commits, so that the row locks are held for the commit only.",
+							 "When upsert_increment() writes: at once, just before commit, or later in the background.",
+							 "'statement' writes in the calling statement. 'commit' buffers the rows, merged, for the transaction and writes them just before it commits, so that the row locks are held for the commit only. 'background' appends the rows to a log that a background worker folds into the table, so that no call waits for a row lock.",
 							 &uc_flush_mode,
 							 UC_FLUSH_STATEMENT, uc_flush_options,
 							 PGC_USERSET, 0,
@@ -103,9 +106,38 @@ _PG_init(void)
 							100000, 1, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("upsert_counter.fold_worker",
+							 "Starts the database's fold worker when a transaction that logged rows in background mode commits.",
+							 "Off: logged rows wait for upsert_counter_fold() or a commit with it on; a running worker leaves after its round.",
+							 &uc_fold_worker_enabled,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("upsert_counter.fold_interval",
+							"Time the fold worker waits after a round that folded rows.",
+							"After an idle round it waits twice as long as the time before, up to 10 s.",
+							&uc_fold_interval,
+							100, 1, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("upsert_counter.fold_batch_size",
+							"Logged rows of one target the fold takes per transaction.",
+							NULL,
+							&uc_fold_batch_size,
+							50000, 1, 10000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("upsert_counter.fold_idle_exit",
+							"Time without rows to fold after which the fold worker leaves.",
+							"The next commit that logs rows starts it again. 0: it stays.",
+							&uc_fold_idle_exit,
+							60, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("upsert_counter");
 	uc_cache_init();
 	uc_buffer_init();
+	uc_background_init();
 	uc_fastpath_init();
 }
 
@@ -136,7 +168,10 @@ get_call_args(FunctionCallInfo fcinfo, int first, Jsonb **objs)
 	return PG_GETARG_OID(first);
 }
 
-/* {"inserted": n, "updated": m}, or in commit mode {..: null, "deferred": n} */
+/*
+ * {"inserted": n, "updated": m}, or in commit and background mode
+ * {..: null, "deferred": n}
+ */
 static Jsonb *
 build_result(int64 inserted, int64 updated, int64 deferred)
 {
@@ -312,6 +347,7 @@ agg_state(FunctionCallInfo fcinfo, MemoryContext aggcxt, bool can_hold,
 	state = MemoryContextAllocZero(aggcxt, sizeof(UcAggState));
 	state->relid = relid;
 	state->deferred = (uc_flush_mode == UC_FLUSH_COMMIT);
+	state->background = (uc_flush_mode == UC_FLUSH_BACKGROUND);
 	if (!state->deferred)
 		state->batch = uc_batch_create(aggcxt, can_hold, false);
 	return state;
@@ -346,7 +382,10 @@ upsert_increment_transfn(PG_FUNCTION_ARGS)
 		state->nrows++;
 	}
 	else
+	{
 		uc_batch_add_jsonb(state->batch, relid, objs);
+		state->nrows++;
+	}
 	PG_RETURN_POINTER(state);
 }
 
@@ -389,7 +428,10 @@ upsert_increment_rows_transfn(PG_FUNCTION_ARGS)
 		state->nrows++;
 	}
 	else
+	{
 		uc_rows_add(state->batch, relid, td, roles, &state->rowmap, aggcxt);
+		state->nrows++;
+	}
 	PG_RETURN_POINTER(state);
 }
 
@@ -402,9 +444,14 @@ upsert_increment_finalfn(PG_FUNCTION_ARGS)
 	int64		updated = 0;
 
 	if (state == NULL)
-		PG_RETURN_JSONB_P(result_jsonb(0, 0, uc_flush_mode == UC_FLUSH_COMMIT ? 0 : -1));
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, uc_flush_mode != UC_FLUSH_STATEMENT ? 0 : -1));
 	if (state->deferred)
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, state->nrows));
+	if (state->background)
+	{
+		(void) uc_log_batch(state->batch);
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, state->nrows));
+	}
 	uc_batch_write(state->batch, &inserted, &updated);
 	PG_RETURN_JSONB_P(result_jsonb(inserted, updated, -1));
 }
@@ -433,6 +480,11 @@ upsert_increment_call(PG_FUNCTION_ARGS)
 	if (uc_flush_mode == UC_FLUSH_COMMIT)
 	{
 		uc_buffer_add_jsonb(relid, objs);
+		PG_RETURN_JSONB_P(result_jsonb(0, 0, 1));
+	}
+	if (uc_flush_mode == UC_FLUSH_BACKGROUND)
+	{
+		uc_log_jsonb(relid, objs);
 		PG_RETURN_JSONB_P(result_jsonb(0, 0, 1));
 	}
 	uc_args_read(&args, relid, objs);
@@ -540,4 +592,48 @@ upsert_counter_cache_reset(PG_FUNCTION_ARGS)
 {
 	uc_cache_reset();
 	PG_RETURN_VOID();
+}
+
+/*
+ * upsert_counter_fold(target regclass DEFAULT NULL) returns jsonb:
+ * background mode's fold, now, in this transaction (fold.c).
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_fold);
+Datum
+upsert_counter_fold(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_JSONB_P(uc_fold_now(PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0)));
+}
+
+/*
+ * upsert_counter_read(target regclass, keys jsonb) returns jsonb: a row
+ * with what is pending for it applied (deltalog.c).
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_read);
+Datum
+upsert_counter_read(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" of upsert_counter_read() must not be null",
+						PG_ARGISNULL(0) ? "target" : "keys")));
+	result = uc_log_read(PG_GETARG_OID(0), PG_GETARG_JSONB_P(1), &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * upsert_counter_discard(target regclass) returns bigint: delete what is
+ * logged for target, unfolded (fold.c).
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_discard);
+Datum
+upsert_counter_discard(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(uc_fold_discard(PG_GETARG_OID(0)));
 }

@@ -25,6 +25,8 @@ extern void uc_write_rows(const UcCacheEntry *held, int64 n,
 						  UcRowIter next_row, void *iterarg,
 						  int64 *inserted, int64 *updated);
 
+extern Datum uc_row_to_jsonb(Oid relid, TupleDesc rowdesc, HeapTuple tuple);
+
 /* the counting flag the generated statements keep (sqlgen.c) */
 extern void uc_note_row(void);
 extern void uc_note_update(void);

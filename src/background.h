@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * background.h
+ *	  Background mode (upsert_counter.flush = 'background'): calls append
+ *	  their rows to a log (deltalog.c), and a fold merges them per key and
+ *	  writes them to their targets later (fold.c), in a background worker
+ *	  or in upsert_counter_fold().
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef UC_BACKGROUND_H
+#define UC_BACKGROUND_H
+
+#include "buffer.h"
+
+/* Settings (fold.c; upsert_counter.c defines them as GUCs) */
+extern bool uc_fold_worker_enabled; /* upsert_counter.fold_worker */
+extern int	uc_fold_interval;		/* upsert_counter.fold_interval, ms */
+extern int	uc_fold_batch_size;		/* upsert_counter.fold_batch_size */
+extern int	uc_fold_idle_exit;		/* upsert_counter.fold_idle_exit, s */
+
+/* A row of the log, decoded */
+typedef struct UcLoggedRow
+{
+	int64		id;
+	Oid			target;
+	Oid			caller;
+	TimestampTz logged_at;
+	UcArgs		args;			/* names per role, and the cache key */
+	Oid		   *types;			/* per column: the value's type when logged */
+	bytea	  **vals;			/* per column: its binary form, or NULL */
+} UcLoggedRow;
+
+/* deltalog.c */
+extern void uc_background_init(void);
+extern void uc_log_jsonb(Oid relid, Jsonb *const *objs);
+extern int64 uc_log_batch(UcBatchState *state);
+extern Oid	uc_log_relid(void);
+extern Oid	uc_log_owner(void);
+extern const char *uc_log_table(const char *name);
+extern int	uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
+						 const char *nulls, bool read_only);
+extern void uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row);
+extern Datum uc_log_value(const UcShape *shape, int col, const UcLoggedRow *row,
+						  bool *isnull);
+extern Datum uc_log_read(Oid relid, Jsonb *keys, bool *isnull);
+
+/* fold.c */
+extern void uc_fold_ensure_worker(void);
+extern Jsonb *uc_fold_now(Oid target);
+extern int64 uc_fold_discard(Oid target);
+extern PGDLLEXPORT void upsert_counter_fold_main(Datum arg);
+
+#endif							/* UC_BACKGROUND_H */

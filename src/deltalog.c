@@ -1,0 +1,704 @@
+/*-------------------------------------------------------------------------
+ *
+ * deltalog.c
+ *	  Background mode's log: appending a call's rows to upsert_counter_delta,
+ *	  decoding them again, and reading a counter with what is pending.
+ *
+ * With upsert_counter.flush = 'background' a call does not touch its
+ * target.  It does everything a call does up to the write: it reads its
+ * arguments, resolves its shape and converts every value (so every error
+ * of the arguments is raised at the call), and checks the privileges the
+ * statement will need, as commit mode does (buffer.c).  Then it appends one
+ * row per key to the log: the target, the calling user, the column names
+ * role by role, and each value in its type's binary form (typsend), so
+ * that the fold gets back exactly the Datum the call converted, whatever
+ * DateStyle, TimeZone or search_path the fold runs under.  The aggregate
+ * merges its rows first (batch.c) and logs one row per distinct key.
+ *
+ * The log belongs to the extension's owner and no one else may write it:
+ * the row is inserted as that owner (SECURITY_LOCAL_USERID_CHANGE, as
+ * ri_triggers.c switches to a table's owner for its checks), through a
+ * kept plan whose text names only the catalog's names.
+ *
+ * When a transaction that logged rows commits, the database's fold worker
+ * is started unless one runs (fold.c).  That is the only transaction
+ * callback here; the commit-mode buffer has its own (buffer.c).
+ *
+ * upsert_counter_read() is here too: a counter's row as the table has it
+ * with the pending deltas applied, both read under one snapshot.
+ *
+ * Copyright (c) 2026, the upsert_counter authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "background.h"
+
+/* The log table, its owner and the kept INSERT; reset by invalidations */
+static Oid	log_relid = InvalidOid;
+static Oid	log_owner = InvalidOid;
+static SPIPlanPtr log_plan = NULL;
+
+/* This transaction logged rows: start the fold worker at commit */
+static bool logged_in_xact = false;
+
+static void
+forget_log(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == log_relid)
+		log_relid = log_owner = InvalidOid;
+}
+
+/* The log table's OID; an error if this extension version has none */
+Oid
+uc_log_relid(void)
+{
+	if (!OidIsValid(log_relid))
+	{
+		Oid			nsp = uc_extension_schema(false);
+		Oid			relid = get_relname_relid("upsert_counter_delta", nsp);
+		HeapTuple	tup;
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("upsert_counter.flush = background needs upsert_counter 1.3 or later in this database"),
+					 errhint("Run ALTER EXTENSION upsert_counter UPDATE.")));
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		log_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+		log_relid = relid;
+	}
+	return log_relid;
+}
+
+/* The role that owns the log, which reads and writes it */
+Oid
+uc_log_owner(void)
+{
+	(void) uc_log_relid();
+	return log_owner;
+}
+
+/* The kept INSERT into the log; SPI connected */
+static SPIPlanPtr
+log_insert_plan(void)
+{
+	if (log_plan != NULL && !SPI_plan_is_valid(log_plan))
+	{
+		SPI_freeplan(log_plan);
+		log_plan = NULL;
+	}
+	if (log_plan == NULL)
+	{
+		Oid			argtypes[6] = {REGCLASSOID, REGROLEOID, TEXTARRAYOID,
+		INT2ARRAYOID, REGTYPEARRAYOID, BYTEAARRAYOID};
+		char	   *sql;
+		SPIPlanPtr	plan;
+
+		sql = psprintf("INSERT INTO %s (target, caller, names, nrole, types, vals) "
+					   "VALUES ($1, $2, $3, $4, $5, $6)",
+					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(uc_log_relid())),
+												  "upsert_counter_delta"));
+		plan = SPI_prepare(sql, 6, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		log_plan = plan;
+	}
+	return log_plan;
+}
+
+/*
+ * Append one row of a shape to the log, as logged by caller.  SPI
+ * connected; values converted for the shape.
+ */
+static void
+log_row(const UcShape *shape, const Datum *values, const bool *nulls,
+		Oid caller)
+{
+	int			n = shape->ncols;
+	Datum	   *names = palloc(Max(n, 1) * sizeof(Datum));
+	Datum	   *types = palloc(Max(n, 1) * sizeof(Datum));
+	Datum	   *vals = palloc(Max(n, 1) * sizeof(Datum));
+	bool	   *valnulls = palloc(Max(n, 1) * sizeof(bool));
+	Datum		nrole[UC_NROLES];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		params[6];
+	Oid			save_userid;
+	int			save_secctx;
+	volatile int rc = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const UcColumn *col = &shape->cols[i];
+
+		if (!OidIsValid(col->sendfn.fn_oid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of type %s cannot be logged in background mode",
+							col->name, format_type_be(col->typid)),
+					 errdetail("Type %s has no binary output and input functions.",
+							   format_type_be(col->typid)),
+					 errhint("Set upsert_counter.flush to statement or commit for calls on relation \"%s\".",
+							 shape->relname)));
+		names[i] = CStringGetTextDatum(col->name);
+		types[i] = ObjectIdGetDatum(col->typid);
+		valnulls[i] = nulls[i];
+		vals[i] = nulls[i] ? (Datum) 0 :
+			PointerGetDatum(SendFunctionCall((FmgrInfo *) &col->sendfn, values[i]));
+	}
+	for (int r = 0; r < UC_NROLES; r++)
+		nrole[r] = Int16GetDatum((int16) shape->nrole[r]);
+
+	params[0] = ObjectIdGetDatum(shape->relid);
+	params[1] = ObjectIdGetDatum(caller);
+	params[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	params[3] = PointerGetDatum(construct_array(nrole, UC_NROLES, INT2OID, 2, true, TYPALIGN_SHORT));
+	params[4] = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
+	params[5] = PointerGetDatum(construct_md_array(vals, valnulls, 1, dims, lbs,
+												   BYTEAOID, -1, false, TYPALIGN_INT));
+
+	/* the log is the extension owner's: write it as that owner */
+	GetUserIdAndSecContext(&save_userid, &save_secctx);
+	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(log_insert_plan(), params, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_secctx);
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+	logged_in_xact = true;
+}
+
+/* One call in background mode: check, convert and log its row */
+void
+uc_log_jsonb(Oid relid, Jsonb *const *objs)
+{
+	UcArgs		args = {0};
+	UcRef		ref = {NULL};
+	UcCacheEntry *entry;
+	Oid			userid;
+	int			secctx;
+
+	uc_deferred_checks(relid, &userid, &secctx);
+	uc_args_read(&args, relid, objs);
+	entry = uc_cache_acquire(&args, &ref);
+	PG_TRY();
+	{
+		const UcShape *shape = uc_entry_shape(entry);
+		Datum	   *values = palloc(Max(shape->ncols, 1) * sizeof(Datum));
+		bool	   *nulls = palloc(Max(shape->ncols, 1) * sizeof(bool));
+
+		uc_shape_check_privileges(shape, userid);
+		for (int i = 0; i < shape->ncols; i++)
+			values[i] = uc_value_to_datum(shape, i, &args.values[i], &nulls[i], NULL);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		log_row(shape, values, nulls, userid);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		uc_cache_release(&ref);
+	}
+	PG_END_TRY();
+}
+
+/* uc_batch_drain()'s sink in background mode: log a group's rows */
+static void
+log_sink(const UcCacheEntry *entry, int64 n, UcRowIter next, void *iterarg,
+		 void *arg)
+{
+	const UcShape *shape = uc_entry_shape(entry);
+	Oid			userid;
+	int			secctx;
+
+	uc_deferred_checks(shape->relid, &userid, &secctx);
+	uc_shape_check_privileges(shape, userid);
+	for (int64 j = 0; j < n; j++)
+	{
+		const Datum *values;
+		const bool *nulls;
+
+		next(iterarg, &values, &nulls);
+		log_row(shape, values, nulls, userid);
+		CHECK_FOR_INTERRUPTS();
+	}
+	*(int64 *) arg += n;
+}
+
+/* The aggregate's final function in background mode: log every key */
+int64
+uc_log_batch(UcBatchState *state)
+{
+	int64		logged = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	uc_batch_drain(state, log_sink, &logged);
+	SPI_finish();
+	return logged;
+}
+
+/* ---------------------------------------------------------------------
+ * Reading the log back
+ * ---------------------------------------------------------------------
+ */
+
+/* An array attribute of a log tuple, deconstructed */
+static void
+array_attr(HeapTuple tuple, TupleDesc desc, const char *name, Oid elemtype,
+		   Datum **elems, bool **nulls, int *n)
+{
+	int			attno = SPI_fnumber(desc, name);
+	bool		isnull;
+	Datum		d;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (attno <= 0)
+		elog(ERROR, "upsert_counter_delta has no column \"%s\"", name);
+	d = SPI_getbinval(tuple, desc, attno, &isnull);
+	if (isnull)
+		elog(ERROR, "upsert_counter_delta.%s is null", name);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
+					  elems, nulls, n);
+}
+
+static Datum
+scalar_attr(HeapTuple tuple, TupleDesc desc, const char *name)
+{
+	int			attno = SPI_fnumber(desc, name);
+	bool		isnull;
+	Datum		d;
+
+	if (attno <= 0)
+		elog(ERROR, "upsert_counter_delta has no column \"%s\"", name);
+	d = SPI_getbinval(tuple, desc, attno, &isnull);
+	if (isnull)
+		elog(ERROR, "upsert_counter_delta.%s is null", name);
+	return d;
+}
+
+/*
+ * Decode a row of the log (id, target, caller, names, nrole, types, vals,
+ * logged_at) into *row, in the current memory context.
+ */
+void
+uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row)
+{
+	Datum	   *names;
+	Datum	   *nrole;
+	Datum	   *types;
+	Datum	   *vals;
+	bool	   *nulls;
+	int			nnames;
+	int			nroles;
+	int			ntypes;
+	int			nvals;
+	int			total = 0;
+
+	row->id = DatumGetInt64(scalar_attr(tuple, desc, "id"));
+	row->target = DatumGetObjectId(scalar_attr(tuple, desc, "target"));
+	row->caller = DatumGetObjectId(scalar_attr(tuple, desc, "caller"));
+	row->logged_at = DatumGetTimestampTz(scalar_attr(tuple, desc, "logged_at"));
+	array_attr(tuple, desc, "names", TEXTOID, &names, &nulls, &nnames);
+	array_attr(tuple, desc, "nrole", INT2OID, &nrole, &nulls, &nroles);
+	array_attr(tuple, desc, "types", REGTYPEOID, &types, &nulls, &ntypes);
+	array_attr(tuple, desc, "vals", BYTEAOID, &vals, &nulls, &nvals);
+
+	if (nroles != UC_NROLES)
+		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " has %d role counts", row->id, nroles);
+	memset(&row->args, 0, sizeof(UcArgs));
+	for (int r = 0; r < UC_NROLES; r++)
+	{
+		row->args.nrole[r] = DatumGetInt16(nrole[r]);
+		total += row->args.nrole[r];
+	}
+	if (total != nnames || nnames != ntypes || nnames != nvals)
+		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " is inconsistent", row->id);
+
+	row->args.ncols = row->args.maxcols = nnames;
+	row->args.names = palloc(Max(nnames, 1) * sizeof(char *));
+	row->args.namelens = palloc(Max(nnames, 1) * sizeof(int));
+	row->types = palloc(Max(nnames, 1) * sizeof(Oid));
+	row->vals = palloc(Max(nnames, 1) * sizeof(bytea *));
+	for (int i = 0; i < nnames; i++)
+	{
+		char	   *name = TextDatumGetCString(names[i]);
+
+		row->args.names[i] = name;
+		row->args.namelens[i] = strlen(name);
+		row->types[i] = DatumGetObjectId(types[i]);
+		row->vals[i] = nulls[i] ? NULL : DatumGetByteaPP(vals[i]);
+	}
+	uc_args_set_key(&row->args, row->target);
+}
+
+/*
+ * Column col's value in a logged row, as a value of the shape's column: by
+ * its type's binary input when the column still has the type it was
+ * logged with, else through the logged type's output and the column
+ * type's input (the column's type changed since), as a cast through text.
+ */
+Datum
+uc_log_value(const UcShape *shape, int col, const UcLoggedRow *row, bool *isnull)
+{
+	const UcColumn *c = &shape->cols[col];
+	bytea	   *raw = row->vals[col];
+	StringInfoData buf;
+	Datum		value;
+
+	if (raw == NULL)
+		return uc_null_to_datum(shape, col, isnull);
+	*isnull = false;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw));
+	if (row->types[col] == c->typid && OidIsValid(c->recvfn.fn_oid))
+		value = ReceiveFunctionCall((FmgrInfo *) &c->recvfn, &buf, c->recvioparam,
+									c->typmod);
+	else
+	{
+		Oid			recvfunc;
+		Oid			ioparam;
+		Oid			outfunc;
+		bool		isvarlena;
+		Datum		old;
+
+		getTypeBinaryInputInfo(row->types[col], &recvfunc, &ioparam);
+		old = OidReceiveFunctionCall(recvfunc, &buf, ioparam, -1);
+		getTypeOutputInfo(row->types[col], &outfunc, &isvarlena);
+		value = InputFunctionCall((FmgrInfo *) &c->inputfn,
+								  OidOutputFunctionCall(outfunc, old),
+								  c->ioparam, c->typmod);
+	}
+	pfree(buf.data);
+	return value;
+}
+
+/* ---------------------------------------------------------------------
+ * upsert_counter_read()
+ * ---------------------------------------------------------------------
+ */
+
+/* What upsert_counter_read() builds: a row of the target's row type */
+typedef struct UcReadRow
+{
+	TupleDesc	rowdesc;
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *named;			/* the row has this column, or a call named it */
+	bool		exists;			/* the table has the row */
+	bool		pending;		/* some logged row is for it */
+} UcReadRow;
+
+/*
+ * Run a statement on the log (or the fold status) as the log's owner and
+ * return SPI's result code; SPI connected.
+ */
+int
+uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
+			 const char *nulls, bool read_only)
+{
+	Oid			save_userid;
+	int			save_secctx;
+	volatile int rc = 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_secctx);
+	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, argtypes, params, nulls, read_only, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_secctx);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/* The log's (or another of the extension's tables') qualified name */
+const char *
+uc_log_table(const char *name)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(uc_log_relid())),
+									  name);
+}
+
+/*
+ * Apply a logged row to *rr if it is for the key of shape (keyvals and
+ * keynulls, per column of shape), through the logged row's own shape.
+ */
+static void
+apply_logged(const UcShape *shape, const UcArgs *args, const Datum *keyvals,
+			 const bool *keynulls, UcLoggedRow *row, UcReadRow *rr)
+{
+	UcRef		ref = {NULL};
+	UcCacheEntry *entry;
+
+	/* the same key columns as the call, in the same order */
+	if (row->args.nrole[UC_KEY] != args->nrole[UC_KEY])
+		return;
+	for (int i = 0; i < args->nrole[UC_KEY]; i++)
+		if (row->args.namelens[i] != args->namelens[i] ||
+			memcmp(row->args.names[i], args->names[i], args->namelens[i]) != 0)
+			return;
+
+	entry = uc_cache_acquire(&row->args, &ref);
+	PG_TRY();
+	{
+		const UcShape *ls = uc_entry_shape(entry);
+		bool		match = true;
+		bool		creates = !rr->exists && !rr->pending;	/* this row inserts */
+
+		for (int k = 0; k < shape->nkeys && match; k++)
+		{
+			int			i = shape->keyorder[k];
+			bool		vnull;
+			Datum		v = uc_log_value(ls, i, row, &vnull);
+
+			match = ApplySortComparator(v, vnull, keyvals[i], keynulls[i],
+										&shape->keysort[k]) == 0;
+		}
+		for (int i = ls->nrole[UC_KEY]; i < ls->ncols && match; i++)
+		{
+			const UcColumn *c = &ls->cols[i];
+			int			a = c->attnum - 1;
+			bool		vnull;
+			Datum		v = uc_log_value(ls, i, row, &vnull);
+
+			if (c->role == UC_DELTA)
+			{
+				rr->values[a] = rr->nulls[a] ? v :
+					DirectFunctionCall2(uc_delta_add_fn(c->basetypid), rr->values[a], v);
+				rr->nulls[a] = false;
+			}
+			else if (c->role == UC_ASSIGN || creates)
+			{
+				rr->values[a] = v;
+				rr->nulls[a] = vnull;
+			}
+			rr->named[a] = true;
+		}
+		if (match && creates)
+		{
+			for (int k = 0; k < shape->nkeys; k++)
+			{
+				int			i = shape->keyorder[k];
+				int			a = shape->cols[i].attnum - 1;
+
+				rr->values[a] = keyvals[i];
+				rr->nulls[a] = keynulls[i];
+				rr->named[a] = true;
+			}
+		}
+		rr->pending |= match;
+	}
+	PG_FINALLY();
+	{
+		uc_cache_release(&ref);
+	}
+	PG_END_TRY();
+}
+
+/* The work of uc_log_read() with the key's entry referenced; SPI connected */
+static Datum
+read_with_pending(UcCacheEntry *entry, const UcArgs *args, Oid relid,
+				  bool *isnull)
+{
+	const UcShape *shape = uc_entry_shape(entry);
+	UcReadRow	rr;
+	int			natts;
+	Datum	   *keyvals = palloc(Max(shape->ncols, 1) * sizeof(Datum));
+	bool	   *keynulls = palloc(Max(shape->ncols, 1) * sizeof(bool));
+	char	   *keynullc = palloc(Max(shape->ncols, 1) * sizeof(char));
+	int			rc;
+	SPITupleTable *logged;
+	uint64		nlogged;
+
+	rr.rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
+	natts = rr.rowdesc->natts;
+	rr.values = palloc0(Max(natts, 1) * sizeof(Datum));
+	rr.nulls = palloc(Max(natts, 1) * sizeof(bool));
+	rr.named = palloc0(Max(natts, 1) * sizeof(bool));
+	rr.pending = false;
+	for (int a = 0; a < natts; a++)
+		rr.nulls[a] = true;
+	for (int i = 0; i < shape->ncols; i++)
+	{
+		keyvals[i] = uc_value_to_datum(shape, i, &args->values[i], &keynulls[i], NULL);
+		keynullc[i] = keynulls[i] ? 'n' : ' ';
+	}
+
+	/* the row, as the caller, under the current snapshot */
+	rc = uc_cache_execute(entry, UC_FORM_LOOKUP, keyvals, keynullc, true);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
+	rr.exists = SPI_processed > 0;
+	if (rr.exists)
+	{
+		TupleDesc	spidesc = SPI_tuptable->tupdesc;
+
+		for (int a = 0, j = 1; a < natts; a++)
+		{
+			if (TupleDescAttr(rr.rowdesc, a)->attisdropped)
+				continue;
+			rr.values[a] = SPI_getbinval(SPI_tuptable->vals[0], spidesc, j++, &rr.nulls[a]);
+			rr.named[a] = true;
+		}
+	}
+
+	/* the target's logged rows, in log order, as the log's owner, same snapshot */
+	{
+		Oid			argtype = REGCLASSOID;
+		Datum		param = ObjectIdGetDatum(relid);
+
+		rc = uc_log_query(psprintf("SELECT id, target, caller, names, nrole, types, vals, logged_at "
+								   "FROM %s WHERE target OPERATOR(pg_catalog.=) $1 ORDER BY id",
+								   uc_log_table("upsert_counter_delta")),
+						  1, &argtype, &param, NULL, true);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
+	}
+	logged = SPI_tuptable;
+	nlogged = SPI_processed;
+	for (uint64 j = 0; j < nlogged; j++)
+	{
+		UcLoggedRow row;
+
+		uc_log_decode(logged->vals[j], logged->tupdesc, &row);
+		apply_logged(shape, args, keyvals, keynulls, &row, &rr);
+	}
+
+	*isnull = !(rr.exists || rr.pending);
+	if (*isnull)
+		return (Datum) 0;
+	{
+		HeapTuple	tuple = heap_form_tuple(rr.rowdesc, rr.values, rr.nulls);
+		Datum		full = uc_row_to_jsonb(relid, rr.rowdesc, tuple);
+
+		/* a row not there yet: only the columns the calls named */
+		for (int a = 0; a < natts && !rr.exists; a++)
+			if (!TupleDescAttr(rr.rowdesc, a)->attisdropped && !rr.named[a])
+				full = DirectFunctionCall2(jsonb_delete, full,
+										   CStringGetTextDatum(NameStr(TupleDescAttr(rr.rowdesc, a)->attname)));
+		return SPI_datumTransfer(full, false, -1);
+	}
+}
+
+/*
+ * The row of relid with these keys, with the pending deltas applied, as
+ * to_jsonb() gives a row of it: the logged rows for it applied in log
+ * order, as the fold applies them: deltas added (to 0 where the row has
+ * NULL), assigned values set, insert-only values set only by the row
+ * that creates it.  A row that does not exist yet
+ * has only the columns the pending calls name; the others, which the fold
+ * will give their defaults, are absent.  *isnull when there is neither a
+ * row nor a pending delta.
+ *
+ * The table's row is read as the caller, by the key's lookup statement
+ * (the whole row: SELECT on every column), and the log as its owner, both
+ * read-only under the current snapshot, so that a fold is seen entirely
+ * or not at all.  Logged rows count when they name the same key columns.
+ */
+Datum
+uc_log_read(Oid relid, Jsonb *keys, bool *isnull)
+{
+	Jsonb	   *objs[UC_NROLES] = {keys, NULL, NULL, NULL};
+	UcArgs		args = {0};
+	UcRef		ref = {NULL};
+	UcCacheEntry *entry;
+	Datum		result;
+
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("upsert_counter_read() does not read relation \"%s\", which has row-level security",
+						get_rel_name(relid)),
+				 errdetail("Pending deltas are not filtered by the table's policies."),
+				 errhint("Fold them with upsert_counter_fold() and read the table.")));
+
+	/* keys only: a get-or-create shape, whose lookup form reads the row */
+	objs[UC_DELTA] = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	uc_args_read(&args, relid, objs);
+	entry = uc_cache_acquire(&args, &ref);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		result = read_with_pending(entry, &args, relid, isnull);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		uc_cache_release(&ref);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* ---------------------------------------------------------------------
+ * Transaction end: start the fold worker
+ * ---------------------------------------------------------------------
+ */
+
+static void
+deltalog_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			if (logged_in_xact && uc_fold_worker_enabled)
+				uc_fold_ensure_worker();
+			logged_in_xact = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			logged_in_xact = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+uc_background_init(void)
+{
+	CacheRegisterRelcacheCallback(forget_log, (Datum) 0);
+	RegisterXactCallback(deltalog_xact_callback, NULL);
+}
