@@ -117,3 +117,24 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE STRICT;
 
 COMMENT ON FUNCTION upsert_counter_discard(regclass) IS
 'background mode: delete the pending deltas of target without folding them; for the table''s owner';
+
+-- Counting on partitioned Citus tables, where Citus takes only functions
+-- declared immutable in SET and RETURNING (and a partitioned table has no
+-- system columns in RETURNING): the same flag as upsert_counter_note_update()
+-- and upsert_counter_take_update(), called only with row values as
+-- arguments, so that no planner folds them.
+CREATE FUNCTION upsert_counter_citus_note_update(anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'upsert_counter_citus_note_update'
+LANGUAGE C IMMUTABLE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_citus_note_update(anyelement) IS
+'internal: marks the row being written to a partitioned Citus table as updated; returns its argument (declared immutable for Citus, called only with row values)';
+
+CREATE FUNCTION upsert_counter_citus_take_update(anyelement)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'upsert_counter_citus_take_update'
+LANGUAGE C IMMUTABLE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION upsert_counter_citus_take_update(anyelement) IS
+'internal: whether the row just written to a partitioned Citus table was updated; clears the mark (declared immutable for Citus; its argument is a row value only so that it is never folded)';

@@ -149,8 +149,13 @@ uc_invalidate(Oid relid, uint32 nsphash)
 		UcCacheEntry *entry = dlist_container(UcCacheEntry, node, iter.cur);
 		const UcShape *s = entry->shape;
 
+		/*
+		 * A partitioned Citus table's shape also depends on its partitions'
+		 * triggers (shape.c): any relation's change invalidates it.
+		 */
 		if (all || (OidIsValid(relid) && entry->relid == relid) ||
 			(OidIsValid(relid) && s->arbiter == relid) ||
+			(OidIsValid(relid) && s->counting == UC_COUNT_CITUS_FLAG) ||
 			(nsphash != 0 && s->nsphash == nsphash))
 			entry->valid = false;
 	}
@@ -488,6 +493,13 @@ cache_plan(UcCacheEntry *entry, UcForm form)
 	return plan;
 }
 
+/* Count a statement of a form run without the entry's plan (Citus batches) */
+void
+uc_cache_count_call(UcCacheEntry *entry, UcForm form)
+{
+	entry->calls[form]++;
+}
+
 /*
  * Execute a form's plan of a referenced entry with these parameters and
  * return SPI's result code (read_only: under the current snapshot, as SPI
@@ -566,7 +578,7 @@ uc_cache_report(FunctionCallInfo fcinfo)
 			Datum		values[9];
 			bool		nulls[9] = {0};
 
-			if (entry->plans[f] == NULL)
+			if (entry->plans[f] == NULL && entry->calls[f] == 0)
 				continue;
 			values[0] = ObjectIdGetDatum(s->relid);
 			values[1] = ObjectIdGetDatum(s->arbiter);

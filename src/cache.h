@@ -49,6 +49,7 @@ extern int	uc_entry_compare(const UcCacheEntry *a, const UcCacheEntry *b);
 extern int	uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
 							 const char *nulls, bool read_only);
 
+extern void uc_cache_count_call(UcCacheEntry *entry, UcForm form);
 extern void uc_cache_reset(void);
 extern Datum uc_cache_report(FunctionCallInfo fcinfo);
 

@@ -36,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -52,6 +53,36 @@
 
 /* Whether the row being written now took the ON CONFLICT DO UPDATE path */
 static bool uc_pending_update = false;
+
+/*
+ * A statement that fails between its SET clause and its RETURNING leaves
+ * the flag set: clear it when its (sub)transaction aborts.  This matters
+ * where the flag is kept for a statement run by another backend (a Citus
+ * coordinator's, through functions declared immutable, with no function
+ * clearing it per proposed row: sqlgen.c); here run_plan() restores it
+ * anyway.
+ */
+static void
+write_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		uc_pending_update = false;
+}
+
+static void
+write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		uc_pending_update = false;
+}
+
+void
+uc_write_init(void)
+{
+	RegisterXactCallback(write_xact_callback, NULL);
+	RegisterSubXactCallback(write_subxact_callback, NULL);
+}
 
 /* What one execution did */
 typedef struct UcOutcome
@@ -85,6 +116,37 @@ uc_take_update(void)
 	return result;
 }
 
+/* What a statement of a shape did, from SPI's result and its RETURNING */
+static void
+count_result(const UcShape *s, UcForm form, int rc, UcOutcome *out)
+{
+	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute returned %s", SPI_result_code_string(rc));
+
+	out->processed = SPI_processed;
+	if (form == UC_FORM_LOOKUP)
+		out->inserted = out->updated = 0;
+	else if (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] == 0)
+	{
+		/* DO NOTHING: every row processed was inserted */
+		out->inserted = SPI_processed;
+		out->updated = 0;
+	}
+	else
+	{
+		out->inserted = 0;
+		for (uint64 j = 0; j < SPI_processed; j++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[j],
+										   SPI_tuptable->tupdesc, 1, &isnull)))
+				out->inserted++;
+		}
+		out->updated = SPI_processed - out->inserted;
+	}
+}
+
 /*
  * Run a plan of a referenced entry and count what it did.  A statement run
  * from inside this one (a trigger calling upsert_increment() again) has a
@@ -109,31 +171,7 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 	}
 	PG_END_TRY();
 
-	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
-
-	out->processed = SPI_processed;
-	if (form == UC_FORM_LOOKUP)
-		out->inserted = out->updated = 0;
-	else if (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] == 0)
-	{
-		/* DO NOTHING: every row processed was inserted */
-		out->inserted = SPI_processed;
-		out->updated = 0;
-	}
-	else
-	{
-		out->inserted = 0;
-		for (uint64 j = 0; j < SPI_processed; j++)
-		{
-			bool		isnull;
-
-			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[j],
-										   SPI_tuptable->tupdesc, 1, &isnull)))
-				out->inserted++;
-		}
-		out->updated = SPI_processed - out->inserted;
-	}
+	count_result(s, form, rc, out);
 }
 
 /*
@@ -404,7 +442,9 @@ write_rows_referenced(UcCacheEntry *entry, const UcShape *merged, int64 n,
 {
 	const UcShape *shape = uc_entry_shape(entry);
 	int			ncols = shape->ncols;
-	int			chunk = (n == 1 || !shape->batchable) ? 1 : (int) Min(n, uc_batch_size);
+	bool		rows_form = shape->distributed && n > 1;
+	int			chunk = rows_form ? (int) Min(Min(n, uc_batch_size), 65535 / Max(shape->ncols, 1)) :
+		(n == 1 || !shape->batchable) ? 1 : (int) Min(n, uc_batch_size);
 	bool		do_nothing = (shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] == 0);
 	MemoryContext chunkcxt;
 	MemoryContext oldcxt;
@@ -468,7 +508,28 @@ write_rows_referenced(UcCacheEntry *entry, const UcShape *merged, int64 n,
 		}
 
 		oldcxt = MemoryContextSwitchTo(chunkcxt);
-		if (chunk == 1)
+		if (rows_form)
+		{
+			/* Citus: rows as VALUES, which Citus routes to the shard's worker */
+			Oid		   *argtypes = palloc(sizeof(Oid) * m * ncols);
+			Datum	   *rowparams = palloc(sizeof(Datum) * m * ncols);
+			char	   *rownulls = palloc(sizeof(char) * m * ncols);
+			char	   *sql = uc_sql_build_rows(shape, m, argtypes);
+			int			rc;
+
+			for (int j = 0; j < m; j++)
+				for (int i = 0; i < ncols; i++)
+				{
+					rowparams[j * ncols + i] = elems[i * chunk + j];
+					rownulls[j * ncols + i] = elemnulls[i * chunk + j] ? 'n' : ' ';
+				}
+			MemoryContextSwitchTo(oldcxt);
+			rc = SPI_execute_with_args(sql, m * ncols, argtypes, rowparams, rownulls,
+									   false, 0);
+			uc_cache_count_call(entry, UC_FORM_BATCH);
+			count_result(shape, UC_FORM_BATCH, rc, &out);
+		}
+		else if (chunk == 1)
 		{
 			for (int i = 0; i < ncols; i++)
 			{

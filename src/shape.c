@@ -35,6 +35,7 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
@@ -513,6 +514,38 @@ uc_shape_check_privileges(const UcShape *shape, Oid userid)
 }
 
 /*
+ * A partitioned Citus table counts with a flag that the SET clause sets
+ * and RETURNING reads and clears, without a function around each proposed
+ * row to clear it first (its argument would be a constant, which a
+ * function declared immutable may be folded on).  A BEFORE UPDATE row
+ * trigger that skips a row would leave the flag set for the next row:
+ * refuse such a table rather than count wrong.
+ */
+static void
+refuse_skipping_triggers(Relation rel)
+{
+	List	   *parts = find_all_inheritors(RelationGetRelid(rel), NoLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, parts)
+	{
+		Relation	part = relation_open(lfirst_oid(lc), NoLock);
+		bool		before = part->trigdesc != NULL && part->trigdesc->trig_update_before_row;
+		char	   *name = pstrdup(RelationGetRelationName(part));
+
+		relation_close(part, NoLock);
+		if (before)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("upsert_increment() cannot count the rows it writes to partitioned Citus table \"%s\"",
+							RelationGetRelationName(rel)),
+					 errdetail("Partition \"%s\" has a BEFORE UPDATE row trigger, which may skip a row.",
+							   name),
+					 errhint("Drop the trigger, or write to the table with INSERT ... ON CONFLICT yourself.")));
+	}
+}
+
+/*
  * Build the shape for a call.  The caller holds RowExclusiveLock on
  * args->relid.  Errors here are the user's: every one is an ereport.
  */
@@ -584,11 +617,17 @@ uc_shape_build(const UcArgs *args, MemoryContext cxt)
 	/*
 	 * How the statements tell inserted rows from updated ones (sqlgen.c): a
 	 * flag set by the SET clause, except on Citus tables, which refuse our
-	 * functions in the statement; there RETURNING xmax = 0.
+	 * functions (they are volatile) in the statement: there RETURNING xmax
+	 * = 0 on a plain table, and on a partitioned one (no system columns in
+	 * RETURNING) a flag kept by functions declared immutable.
 	 */
 	shape->distributed = uc_citus_table(RelationGetRelid(rel));
-	shape->count_by_xmax = shape->distributed &&
-		rel->rd_rel->relkind == RELKIND_RELATION;
+	shape->counting = !shape->distributed ? UC_COUNT_FLAG :
+		rel->rd_rel->relkind == RELKIND_RELATION ? UC_COUNT_XMAX :
+		UC_COUNT_CITUS_FLAG;
+	if (shape->counting == UC_COUNT_CITUS_FLAG &&
+		shape->nrole[UC_DELTA] + shape->nrole[UC_ASSIGN] > 0)
+		refuse_skipping_triggers(rel);
 
 	relation_close(rel, NoLock);
 	return shape;

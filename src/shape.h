@@ -42,6 +42,15 @@ typedef struct UcColumn
 	Oid			recvioparam;
 } UcColumn;
 
+/* How the statements tell inserted rows from updated ones (sqlgen.c) */
+typedef enum UcCounting
+{
+	UC_COUNT_FLAG,				/* our flag functions: every plain target */
+	UC_COUNT_XMAX,				/* RETURNING xmax = 0: a Citus table */
+	UC_COUNT_CITUS_FLAG			/* immutable-declared flag functions with row
+								 * arguments: a partitioned Citus table */
+} UcCounting;
+
 /*
  * A shape: one target table and one set of column names per role, resolved
  * against the catalogs.  Built by uc_shape_build() in the given context.
@@ -68,7 +77,7 @@ typedef struct UcShape
 	Oid		   *keyopclass;
 	SortSupportData *keysort;
 	bool		batchable;		/* every column has an array type */
-	bool		count_by_xmax;	/* RETURNING xmax = 0 tells inserts apart */
+	UcCounting	counting;		/* how inserts are told from updates */
 	bool		distributed;	/* a Citus table (citus.c): custom plans */
 } UcShape;
 

@@ -192,11 +192,13 @@ append_action(StringInfo buf, const UcShape *s)
 	for (int i = s->rolestart[UC_DELTA]; i < s->rolestart[UC_ON_INSERT]; i++)
 	{
 		const char *col = quote_identifier(s->cols[i].name);
-		bool		note = (i == s->rolestart[UC_DELTA] && !s->count_by_xmax);
+		bool		note = (i == s->rolestart[UC_DELTA] && s->counting != UC_COUNT_XMAX);
 
 		appendStringInfo(buf, "%s%s = ", i > s->rolestart[UC_DELTA] ? ", " : "", col);
 		if (note)
-			appendStringInfo(buf, "%s.upsert_counter_note_update(", ext_schema());
+			appendStringInfo(buf, "%s.%s(", ext_schema(),
+							 s->counting == UC_COUNT_FLAG ? "upsert_counter_note_update" :
+							 "upsert_counter_citus_note_update");
 		if (s->cols[i].role == UC_DELTA)
 			appendStringInfo(buf,
 							 "COALESCE(t.%s, 0) OPERATOR(pg_catalog.+) EXCLUDED.%s",
@@ -255,6 +257,63 @@ append_lookup(StringInfo buf, const UcShape *s, Oid *argtypes)
 	index_close(irel, AccessShareLock);
 }
 
+/* ON CONFLICT ..., its action, and RETURNING <inserted> [, t.*] */
+static void
+append_conflict_and_returning(StringInfo buf, const UcShape *s, bool whole_row)
+{
+	bool		do_nothing = (s->nrole[UC_DELTA] + s->nrole[UC_ASSIGN] == 0);
+
+	append_arbiter(buf, s);
+	append_action(buf, s);
+
+	if (!do_nothing || whole_row)
+	{
+		appendStringInfoString(buf, " RETURNING ");
+		if (do_nothing)
+			appendStringInfoString(buf, "true");	/* every row returned is an insert */
+		else if (s->counting == UC_COUNT_XMAX)
+			appendStringInfoString(buf, "(t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)");
+		else if (s->counting == UC_COUNT_CITUS_FLAG)
+			appendStringInfo(buf, "(NOT %s.upsert_counter_citus_take_update(t.%s))",
+							 ext_schema(), quote_identifier(s->cols[s->keyorder[0]].name));
+		else
+			appendStringInfo(buf, "(NOT %s.upsert_counter_take_update())", ext_schema());
+		if (whole_row)
+			appendStringInfoString(buf, ", t.*");
+	}
+}
+
+/*
+ * A batch statement for a Citus table: nrows rows as VALUES, one
+ * parameter per value, row by row.  Citus routes a multi-row INSERT ...
+ * VALUES whose rows are all in one shard to its worker as it is, where
+ * the unnest() form is an INSERT ... SELECT that it runs through the
+ * coordinator.  Sets argtypes[] (room for ncols * nrows).
+ */
+char *
+uc_sql_build_rows(const UcShape *s, int nrows, Oid *argtypes)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "INSERT INTO %s AS t (",
+					 quote_qualified_identifier(s->nspname, s->relname));
+	append_column_list(&buf, s, 0, s->ncols);
+	appendStringInfoString(&buf, ") VALUES ");
+	for (int r = 0; r < nrows; r++)
+	{
+		appendStringInfoString(&buf, r > 0 ? ", (" : "(");
+		for (int i = 0; i < s->ncols; i++)
+		{
+			appendStringInfo(&buf, i > 0 ? ", $%d" : "$%d", r * s->ncols + i + 1);
+			argtypes[r * s->ncols + i] = s->cols[i].typid;
+		}
+		appendStringInfoChar(&buf, ')');
+	}
+	append_conflict_and_returning(&buf, s, false);
+	return buf.data;
+}
+
 /*
  * The text of one form.  Sets argtypes[] (room for ncols) and *nargs.
  */
@@ -280,7 +339,7 @@ uc_sql_build(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 	appendStringInfoString(&buf, form == UC_FORM_BATCH ? ") SELECT " : ") VALUES (");
 	for (int i = 0; i < s->ncols; i++)
 	{
-		bool		note = (i == 0 && !s->count_by_xmax && !do_nothing);
+		bool		note = (i == 0 && s->counting == UC_COUNT_FLAG && !do_nothing);
 
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
@@ -297,21 +356,6 @@ uc_sql_build(const UcShape *s, UcForm form, Oid *argtypes, int *nargs)
 	if (form != UC_FORM_BATCH)
 		appendStringInfoChar(&buf, ')');
 
-	append_arbiter(&buf, s);
-	append_action(&buf, s);
-
-	if (!do_nothing || form == UC_FORM_RETURNING)
-	{
-		appendStringInfoString(&buf, " RETURNING ");
-		if (do_nothing)
-			appendStringInfoString(&buf, "true");	/* every row returned is an insert */
-		else if (s->count_by_xmax)
-			appendStringInfoString(&buf, "(t.xmax OPERATOR(pg_catalog.=) '0'::pg_catalog.xid)");
-		else
-			appendStringInfo(&buf, "(NOT %s.upsert_counter_take_update())", ext_schema());
-		if (form == UC_FORM_RETURNING)
-			appendStringInfoString(&buf, ", t.*");
-	}
-
+	append_conflict_and_returning(&buf, s, form == UC_FORM_RETURNING);
 	return buf.data;
 }

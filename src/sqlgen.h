@@ -31,5 +31,6 @@ extern const char *const uc_form_names[UC_NFORMS];
 extern Oid	uc_extension_schema(bool missing_ok);
 extern char *uc_sql_build(const UcShape *shape, UcForm form, Oid *argtypes,
 						  int *nargs);
+extern char *uc_sql_build_rows(const UcShape *shape, int nrows, Oid *argtypes);
 
 #endif							/* UC_SQLGEN_H */

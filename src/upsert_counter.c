@@ -136,6 +136,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("upsert_counter");
 	uc_cache_init();
+	uc_write_init();
 	uc_buffer_init();
 	uc_background_init();
 	uc_fastpath_init();
@@ -540,8 +541,8 @@ upsert_increment_returning(PG_FUNCTION_ARGS)
 /*
  * upsert_counter_note_update(anyelement) returns anyelement: called from
  * the SET clause of the generated statements, once per row that takes the
- * update path; counts it and returns its argument.  Not strict, so that a
- * NULL assigned value is counted too.
+ * update path; marks it and returns its argument.  Not strict, so that a
+ * NULL assigned value is marked too.
  */
 PG_FUNCTION_INFO_V1(upsert_counter_note_update);
 Datum
@@ -555,8 +556,8 @@ upsert_counter_note_update(PG_FUNCTION_ARGS)
 
 /*
  * upsert_counter_note_row(anyelement) returns anyelement: around the first
- * value of each proposed row, on partitioned targets; clears the flag that
- * the SET clause sets.  Not strict.
+ * value of each proposed row; clears the flag that the SET clause sets.
+ * Not strict.
  */
 PG_FUNCTION_INFO_V1(upsert_counter_note_row);
 Datum
@@ -569,12 +570,37 @@ upsert_counter_note_row(PG_FUNCTION_ARGS)
 }
 
 /*
- * upsert_counter_take_update() returns boolean: in RETURNING, on
- * partitioned targets; whether the row took the update path.
+ * upsert_counter_take_update() returns boolean: in RETURNING; whether the
+ * row took the update path.  Clears the flag.
  */
 PG_FUNCTION_INFO_V1(upsert_counter_take_update);
 Datum
 upsert_counter_take_update(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(uc_take_update());
+}
+
+/*
+ * upsert_counter_citus_note_update(anyelement) returns anyelement and
+ * upsert_counter_citus_take_update(anyelement) returns boolean: the same
+ * flag, for partitioned Citus tables, where Citus allows only functions
+ * declared immutable in SET and RETURNING.  Their arguments are always
+ * row values (EXCLUDED.x, t.k), so no planner folds them into constants;
+ * take_update's argument is only there for that.
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_citus_note_update);
+Datum
+upsert_counter_citus_note_update(PG_FUNCTION_ARGS)
+{
+	uc_note_update();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+}
+
+PG_FUNCTION_INFO_V1(upsert_counter_citus_take_update);
+Datum
+upsert_counter_citus_take_update(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(uc_take_update());
 }

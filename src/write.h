@@ -28,6 +28,7 @@ extern void uc_write_rows(const UcCacheEntry *held, int64 n,
 extern Datum uc_row_to_jsonb(Oid relid, TupleDesc rowdesc, HeapTuple tuple);
 
 /* the counting flag the generated statements keep (sqlgen.c) */
+extern void uc_write_init(void);
 extern void uc_note_row(void);
 extern void uc_note_update(void);
 extern bool uc_take_update(void);
