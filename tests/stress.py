@@ -3,7 +3,9 @@
 
 Clients run single-row calls and batches on hot and spread keys; in the same
 transaction each logs every delta it sent into st_log, and a share of
-transactions roll back on purpose.  Meanwhile a fault thread terminates and
+transactions roll back on purpose.  With --flush background the calls log
+their rows for the fold worker, which the fault thread also terminates and
+SIGKILLs; before the check everything pending is folded.  Meanwhile a fault thread terminates and
 cancels backends (also in the middle of large batches), sets tiny statement
 timeouts, and runs DDL on the counter table; with --kill it SIGKILLs a
 backend (the server restarts all sessions), with --restart it stops the
@@ -96,8 +98,8 @@ def worker(n, args, stats, stop, deadline):
     while not stop.is_set():
         try:
             with conn.cursor() as cur:
-                if args.flush == "commit":
-                    cur.execute("SET LOCAL upsert_counter.flush = commit")
+                if args.flush != "statement":
+                    cur.execute("SET LOCAL upsert_counter.flush = %s", (args.flush,))
                 if big:
                     # a large batch, a target for kills, cancels and timeouts
                     rows = r.choice([5000, 20000])
@@ -158,8 +160,21 @@ def faults(args, stats, stop):
                             "AND state = 'active'")
                 active = cur.fetchall()
                 big = [pid for pid, q in active if "generate_series" in q]
+                cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'upsert_counter fold'")
+                folders = [pid for (pid,) in cur.fetchall()]
                 roll = r.random()
-                if roll < 0.25 and active:
+                if roll < 0.08 and folders:
+                    if r.random() < 0.5 and args.kill:
+                        os.kill(folders[0], signal.SIGKILL)
+                        stats.add("fault: SIGKILL of the fold worker")
+                        time.sleep(2)
+                        conn.close()
+                        conn = connect(time.time())
+                        conn.autocommit = True
+                    else:
+                        cur.execute("SELECT pg_terminate_backend(%s)", (folders[0],))
+                        stats.add("fault: fold worker terminated")
+                elif roll < 0.25 and active:
                     pid = r.choice(big or [p for p, _ in active])
                     cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
                     stats.add("fault: terminate" + (" mid-batch" if pid in big else ""))
@@ -183,7 +198,9 @@ def faults(args, stats, stop):
                     time.sleep(0.05)
                     cur.execute("ALTER TABLE st_counter_tmp RENAME TO st_counter")
                     stats.add("ddl: table renamed and back")
-                elif roll < 0.82 and args.ddl:
+                elif roll < 0.82 and args.ddl and args.flush != "background":
+                    # (a dropped table's pending background rows cannot be
+                    # folded into its copy: not done in background mode)
                     cur.execute("""BEGIN;
                         LOCK TABLE st_counter, st_log IN ACCESS EXCLUSIVE MODE;
                         CREATE TABLE st_counter_tmp (LIKE st_counter INCLUDING DEFAULTS);
@@ -221,6 +238,26 @@ def faults(args, stats, stop):
     conn.close()
 
 
+def fold_all(stats):
+    """Background mode: fold what is pending, until nothing is."""
+    conn = connect(time.time())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for _ in range(100):
+            cur.execute("SELECT upsert_counter_fold()")
+            cur.execute("SELECT coalesce(sum(pending), 0) FROM upsert_counter_backlog")
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.2)
+        cur.execute("SELECT coalesce(sum(pending), 0), count(*) FILTER (WHERE last_error IS NOT NULL) "
+                    "FROM upsert_counter_backlog")
+        pending, errors = cur.fetchone()
+        cur.execute("SELECT coalesce(sum(folded), 0) FROM upsert_counter_fold_status")
+        stats.add("background: rows folded", cur.fetchone()[0])
+    conn.close()
+    return pending
+
+
 def check(stats):
     conn = connect(time.time())
     with conn.cursor() as cur:
@@ -240,7 +277,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=15)
     p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--flush", choices=["statement", "commit"], default="statement")
+    p.add_argument("--flush", choices=["statement", "commit", "background"], default="statement")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-ddl", dest="ddl", action="store_false")
     p.add_argument("--kill", action="store_true", help="SIGKILL backends (the server restarts them all)")
@@ -251,6 +288,7 @@ def main():
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(SETUP)
+        cur.execute("TRUNCATE upsert_counter_delta, upsert_counter_fold_status")
     conn.close()
 
     stats = Stats()
@@ -273,14 +311,18 @@ def main():
     for t in threads:
         t.join()
 
+    pending = fold_all(stats) if args.flush == "background" else 0
     mismatches, duplicates, keys, total = check(stats)
     print("stress: flush=%s, %d clients, %.0f s, seed %d" % (args.flush, args.clients, args.duration, args.seed))
     for key, n in sorted(stats.c.items()):
         print("  %-45s %d" % (key, n))
-    print("  keys %d, counted total %d, mismatches %d, duplicate keys %d" % (keys, total, mismatches, duplicates))
+    print("  keys %d, counted total %d, mismatches %d, duplicate keys %d%s" %
+          (keys, total, mismatches, duplicates,
+           ", left pending %d" % pending if args.flush == "background" else ""))
     for u in stats.unexpected[:20]:
         print("UNEXPECTED:", u)
-    checks = [mismatches == 0, duplicates == 0, not stats.unexpected, stats.c["committed"] > 0]
+    checks = [mismatches == 0, duplicates == 0, not stats.unexpected, stats.c["committed"] > 0,
+              pending == 0]
     print("result: %d checks passed, %d checks failed" % (sum(checks), len(checks) - sum(checks)))
     sys.exit(0 if all(checks) else 1)
 
