@@ -222,6 +222,21 @@ class Batches(Base):
         self.assertEqual((row.hits, row.amount, row.label, row.meta),
                          (50, decimal.Decimal("2.50"), "row 49", {"first": 0}))
 
+    def test_many_sums_every_delta_whatever_each_row_names(self):
+        # the window's first row names one delta (participants); other rows
+        # name it with another, only another, or it summing to zero
+        rows = [(self.keys(hour=0), {"participants": 1}),
+                (self.keys(hour=1), {"conversions": 1}),
+                (self.keys(hour=1), {"participants": 2}),
+                (self.keys(hour=0), {"participants": 2, "conversions": 5}),
+                (self.keys(hour=2), {"participants": 3}),
+                (self.keys(hour=2), {"participants": -3}),
+                (self.keys(hour=0), {"participants": 4}),
+                (self.keys(hour=1), {"participants": 1.0})]
+        self.assertEqual(upsert_increment_many(AbTestHourlyLog, rows), {"inserted": 3, "updated": 0, "chunks": 1})
+        self.assertEqual(sorted(AbTestHourlyLog.objects.values_list("hour", "participants", "conversions")),
+                         [(0, 7, 5), (1, 3, 1), (2, 0, 0)])
+
     def test_many_merges_a_key_given_as_instance_and_as_id(self):
         rows = [(self.keys(), {"participants": 1}),
                 ({"ab_test_id": self.test.pk, "version": "control", "date": DAY, "hour": 13}, {"participants": 2}),

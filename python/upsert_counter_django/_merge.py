@@ -24,10 +24,12 @@ from ._spec import ModelSpec, sort_key, unwrap_adapter
 
 ROW_KEYS = frozenset({"keys", "deltas", "assign", "on_insert"})
 
-# A merged input row: [keys, deltas, assign, on_insert, merged, key]: the
-# first row's keys, copies of its deltas (checked), assign and on_insert
-# that collect the later rows' (merged: a later row came), and the key's
-# prepared identity.
+# A merged input row: [keys, deltas, assign, on_insert, merged, key, sum]:
+# the first row's keys, copies of its deltas (checked), assign and
+# on_insert that collect the later rows' (merged: a later row came), the
+# key's prepared identity, and the sum of later pairs' one int delta named
+# as the window's first row's one delta (None when this key's first row
+# has no such delta), added to deltas at the end.
 Slot = List[Any]
 
 
@@ -101,11 +103,38 @@ def merge_window(spec: ModelSpec, source: Iterator[Any], window: Optional[int]
     get = slots.get
     getter: Any = None
     width = -1
+    counted: Any = _OTHER       # the one delta of the first row, summed in slot[6]
     read = 0
     for row in (iter(source) if window is None else islice(source, window)):
         read += 1
         if type(row) is tuple:
             keys, deltas = row
+            if len(keys) == width:
+                # the common case first: a (keys, deltas) pair of a key seen before
+                try:
+                    slot = get(getter(keys))
+                except (KeyError, TypeError):
+                    slot = None
+                if slot is not None:
+                    slot[4] = True
+                    try:
+                        # and its one delta, an int, named as the window's first row's
+                        value = deltas[counted]
+                        if type(value) is int and len(deltas) == 1:
+                            slot[6] += value    # TypeError: the key's first row had no such delta
+                            continue
+                    except (KeyError, TypeError):
+                        pass
+                    if deltas:
+                        into = slot[1]
+                        for name, value in deltas.items():
+                            if type(value) is not int:
+                                value = spec.column(name).prepare_delta(value, name)
+                            try:
+                                into[name] += value
+                            except KeyError:
+                                into[name] = value
+                    continue
             assign = on_insert = None
         elif isinstance(row, dict):
             if not row.keys() <= ROW_KEYS or "keys" not in row:
@@ -135,15 +164,18 @@ def merge_window(spec: ModelSpec, source: Iterator[Any], window: Optional[int]
             if slot is None:
                 into = {}
                 _add_deltas(spec, into, deltas)
-                slot = by_key[key] = [keys, into, dict(assign) if assign else {},
-                                      dict(on_insert) if on_insert else {}, False, key]
-                out.append(slot)
                 if getter is None and keys:
                     # the raw identity: the key values in this row's order of names
                     names = tuple(keys)
                     width = len(names)
                     getter = itemgetter(*names) if width > 1 else \
                         lambda d, name=names[0]: (d[name],)
+                    if deltas and len(deltas) == 1:
+                        counted = next(iter(deltas))
+                slot = by_key[key] = [keys, into, dict(assign) if assign else {},
+                                      dict(on_insert) if on_insert else {}, False, key,
+                                      0 if counted in into else None]
+                out.append(slot)
                 if ident is not None:
                     slots[ident] = slot
                 continue
@@ -167,6 +199,9 @@ def merge_window(spec: ModelSpec, source: Iterator[Any], window: Optional[int]
             for name, value in on_insert.items():
                 if name not in kept:
                     kept[name] = value
+    for slot in out:
+        if slot[6]:
+            slot[1][counted] += slot[6]
     return out, read
 
 
@@ -182,7 +217,7 @@ def encode_slots(spec: ModelSpec, encoder: Encoder, slots: List[Slot]
         slots = sorted(slots, key=lambda slot: (slot[5][0], sort_key(slot[5][1])))
     out = []
     row = encoder.row
-    for keys, deltas, assign, on_insert, merged, _ in slots:
+    for keys, deltas, assign, on_insert, merged, _, _ in slots:
         if merged and on_insert and (deltas or assign):
             written = {spec.column(n).column for n in deltas}
             written.update(spec.column(n).column for n in assign)
