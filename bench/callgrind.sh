@@ -34,12 +34,15 @@ statements() {
 	case $1 in
 		raw_prepared) echo "PREPARE p(int, text, date, int, int) AS INSERT INTO ab_hourly AS t (ab_test_id, version, date, hour, participants) VALUES (\$1, \$2, \$3, \$4, \$5) ON CONFLICT (ab_test_id, version, date, hour) DO UPDATE SET participants = t.participants + EXCLUDED.participants" ;;
 		ours_prepared) echo "PREPARE p(regclass, jsonb, jsonb) AS SELECT upsert_increment(\$1, \$2, \$3)" ;;
+		background) echo "SET upsert_counter.flush = background"; echo "SET upsert_counter.fold_worker = off" ;;
+		append) echo "CREATE TABLE IF NOT EXISTS hot_append (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int NOT NULL, n bigint NOT NULL, at timestamptz NOT NULL DEFAULT now())" ;;
 	esac
 	for ((i = 0; i < $2; i++)); do
 		h=$((i % 24))
 		case $1 in
 			raw) echo "INSERT INTO ab_hourly AS t (ab_test_id, version, date, hour, participants) VALUES (7, 'control', '2026-11-22', $h, 1) ON CONFLICT (ab_test_id, version, date, hour) DO UPDATE SET participants = t.participants + EXCLUDED.participants" ;;
-			ours) echo "SELECT upsert_increment('ab_hourly', '{\"ab_test_id\": 7, \"version\": \"control\", \"date\": \"2026-11-22\", \"hour\": $h}', '{\"participants\": 1}')" ;;
+			ours | background) echo "SELECT upsert_increment('ab_hourly', '{\"ab_test_id\": 7, \"version\": \"control\", \"date\": \"2026-11-22\", \"hour\": $h}', '{\"participants\": 1}')" ;;
+			append) echo "INSERT INTO hot_append (k, n) VALUES ($h, 1)" ;;
 			plpgsql) echo "SELECT bench_plpgsql_upsert(7, 'control', '2026-11-22', $h, 1)" ;;
 			raw_prepared) echo "EXECUTE p(7, 'control', '2026-11-22', $h, 1)" ;;
 			ours_prepared) echo "EXECUTE p('ab_hourly', '{\"ab_test_id\": 7, \"version\": \"control\", \"date\": \"2026-11-22\", \"hour\": $h}', '{\"participants\": 1}')" ;;
@@ -73,11 +76,12 @@ done
 	for w in $WORKLOADS; do
 		base=raw
 		[ "$w" = ours_prepared ] && base=raw_prepared
+		[ "$w" = background ] && [ -n "${PER[append]:-}" ] && base=append
 		printf '| %s | %s | %s |\n' "$w" "${PER[$w]}" \
 			"$(awk -v a="${PER[$w]}" -v b="${PER[$base]}" 'BEGIN { printf "%.2fx", a / b }')"
 	done
 	echo
-	echo "ours_prepared is compared with raw_prepared; the others with raw."
+	echo "ours_prepared is compared with raw_prepared; background (the call in background mode: logging only, no fold) with append (a plain INSERT of a row); the others with raw."
 	echo
 	echo "Command: \`bench/callgrind.sh\` (N1=$N1, N2=$N2; $(valgrind --version), $("$UC_PGBIN/postgres" --version))."
 } | tee "$OUTFILE"

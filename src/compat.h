@@ -20,8 +20,12 @@
 #include "postgres.h"
 
 #include "access/stratnum.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
+#include "executor/executor.h"
+#include "nodes/parsenodes.h"
+#include "parser/parse_relation.h"
 #include "utils/acl.h"
 #include "utils/rel.h"
 #include "utils/sortsupport.h"
@@ -64,5 +68,37 @@ uc_sortsupport_from_index(Relation irel, bool descending, SortSupport ssup)
 								   ssup);
 #endif
 }
+
+/*
+ * The range table of an executor state that writes one relation without a
+ * plan (execReplication.c's entry points), as logical replication's apply
+ * builds it: 16 moved permission info out of the range table entry, 18
+ * takes the set of unpruned relations.
+ */
+static inline void
+uc_exec_init_range_table(EState *estate, RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
+
+	addRTEPermissionInfo(&perminfos, rte);
+#if PG_VERSION_NUM >= 180000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos, bms_make_singleton(1));
+#else
+	ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#endif
+#else
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+}
+
+/* 17 takes the relation itself */
+#if PG_VERSION_NUM >= 170000
+#define uc_identity_sequence(rel, attnum) \
+	getIdentitySequence((rel), (attnum), false)
+#else
+#define uc_identity_sequence(rel, attnum) \
+	getIdentitySequence(RelationGetRelid(rel), (attnum), false)
+#endif
 
 #endif							/* UC_COMPAT_H */

@@ -17,8 +17,9 @@
  *
  * The log belongs to the extension's owner and no one else may write it:
  * the row is inserted as that owner (SECURITY_LOCAL_USERID_CHANGE, as
- * ri_triggers.c switches to a table's owner for its checks), through a
- * kept plan whose text names only the catalog's names.
+ * ri_triggers.c switches to a table's owner for its checks), by core's
+ * single-row insert without a plan (execReplication.c): the cost of a
+ * call is close to that of the INSERT of one row.
  *
  * When a transaction that logged rows commits, the database's fold worker
  * is started unless one runs (fold.c).  That is the only transaction
@@ -34,7 +35,11 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -52,10 +57,13 @@
 
 #include "background.h"
 
-/* The log table, its owner and the kept INSERT; reset by invalidations */
+/* The log's columns: id, target, caller, names, nrole, types, vals, logged_at */
+#define UC_LOG_NATTS 8
+
+/* The log table, its owner and its id sequence; reset by invalidations */
 static Oid	log_relid = InvalidOid;
 static Oid	log_owner = InvalidOid;
-static SPIPlanPtr log_plan = NULL;
+static Oid	log_idseq = InvalidOid;
 
 /* This transaction logged rows: start the fold worker at commit */
 static bool logged_in_xact = false;
@@ -64,7 +72,7 @@ static void
 forget_log(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == log_relid)
-		log_relid = log_owner = InvalidOid;
+		log_relid = log_owner = log_idseq = InvalidOid;
 }
 
 /* The log table's OID; an error if this extension version has none */
@@ -75,18 +83,17 @@ uc_log_relid(void)
 	{
 		Oid			nsp = uc_extension_schema(false);
 		Oid			relid = get_relname_relid("upsert_counter_delta", nsp);
-		HeapTuple	tup;
+		Relation	rel;
 
 		if (!OidIsValid(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("upsert_counter.flush = background needs upsert_counter 1.3 or later in this database"),
 					 errhint("Run ALTER EXTENSION upsert_counter UPDATE.")));
-		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for relation %u", relid);
-		log_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-		ReleaseSysCache(tup);
+		rel = table_open(relid, AccessShareLock);
+		log_owner = rel->rd_rel->relowner;
+		log_idseq = uc_identity_sequence(rel, 1);
+		table_close(rel, AccessShareLock);
 		log_relid = relid;
 	}
 	return log_relid;
@@ -100,40 +107,53 @@ uc_log_owner(void)
 	return log_owner;
 }
 
-/* The kept INSERT into the log; SPI connected */
-static SPIPlanPtr
-log_insert_plan(void)
+/*
+ * Insert a row into the log through core's single-row insert without a
+ * plan, ExecSimpleRelationInsert() (executor/execReplication.c, as
+ * logical replication applies a row): its constraints, indexes and any
+ * triggers a DBA put on it apply; its defaults are computed here, id from
+ * its identity sequence and logged_at as now() gives it.  The caller is
+ * the log's owner.
+ */
+static void
+insert_log_row(Datum *values, bool *nulls)
 {
-	if (log_plan != NULL && !SPI_plan_is_valid(log_plan))
-	{
-		SPI_freeplan(log_plan);
-		log_plan = NULL;
-	}
-	if (log_plan == NULL)
-	{
-		Oid			argtypes[6] = {REGCLASSOID, REGROLEOID, TEXTARRAYOID,
-		INT2ARRAYOID, REGTYPEARRAYOID, BYTEAARRAYOID};
-		char	   *sql;
-		SPIPlanPtr	plan;
+	Relation	rel = table_open(uc_log_relid(), RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
 
-		sql = psprintf("INSERT INTO %s (target, caller, names, nrole, types, vals) "
-					   "VALUES ($1, $2, $3, $4, $5, $6)",
-					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(uc_log_relid())),
-												  "upsert_counter_delta"));
-		plan = SPI_prepare(sql, 6, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		log_plan = plan;
-	}
-	return log_plan;
+	if (desc->natts != UC_LOG_NATTS)
+		elog(ERROR, "upsert_counter_delta has %d columns, not %d", desc->natts, UC_LOG_NATTS);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	uc_exec_init_range_table(estate, rte);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(rri, false);
+	AfterTriggerBeginQuery();
+
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, desc->natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, nulls, desc->natts * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(rri, estate, slot);
+
+	AfterTriggerEndQuery(estate);
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
 }
 
 /*
- * Append one row of a shape to the log, as logged by caller.  SPI
- * connected; values converted for the shape.
+ * Append one row of a shape to the log, as logged by caller; values
+ * converted for the shape.
  */
 static void
 log_row(const UcShape *shape, const Datum *values, const bool *nulls,
@@ -147,10 +167,8 @@ log_row(const UcShape *shape, const Datum *values, const bool *nulls,
 	Datum		nrole[UC_NROLES];
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
-	Datum		params[6];
 	Oid			save_userid;
 	int			save_secctx;
-	volatile int rc = 0;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -174,28 +192,30 @@ log_row(const UcShape *shape, const Datum *values, const bool *nulls,
 	for (int r = 0; r < UC_NROLES; r++)
 		nrole[r] = Int16GetDatum((int16) shape->nrole[r]);
 
-	params[0] = ObjectIdGetDatum(shape->relid);
-	params[1] = ObjectIdGetDatum(caller);
-	params[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
-	params[3] = PointerGetDatum(construct_array(nrole, UC_NROLES, INT2OID, 2, true, TYPALIGN_SHORT));
-	params[4] = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
-	params[5] = PointerGetDatum(construct_md_array(vals, valnulls, 1, dims, lbs,
-												   BYTEAOID, -1, false, TYPALIGN_INT));
-
-	/* the log is the extension owner's: write it as that owner */
+	/* the log's owner writes it, and checks its own rights on it */
 	GetUserIdAndSecContext(&save_userid, &save_secctx);
 	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(log_insert_plan(), params, NULL, false, 0);
+		Datum		row[UC_LOG_NATTS];
+		bool		rownulls[UC_LOG_NATTS] = {false};
+
+		row[0] = Int64GetDatum(nextval_internal(log_idseq, true));
+		row[1] = ObjectIdGetDatum(shape->relid);
+		row[2] = ObjectIdGetDatum(caller);
+		row[3] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+		row[4] = PointerGetDatum(construct_array(nrole, UC_NROLES, INT2OID, 2, true, TYPALIGN_SHORT));
+		row[5] = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
+		row[6] = PointerGetDatum(construct_md_array(vals, valnulls, 1, dims, lbs,
+													BYTEAOID, -1, false, TYPALIGN_INT));
+		row[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		insert_log_row(row, rownulls);
 	}
 	PG_FINALLY();
 	{
 		SetUserIdAndSecContext(save_userid, save_secctx);
 	}
 	PG_END_TRY();
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	logged_in_xact = true;
 }
 
@@ -221,10 +241,7 @@ uc_log_jsonb(Oid relid, Jsonb *const *objs)
 		uc_shape_check_privileges(shape, userid);
 		for (int i = 0; i < shape->ncols; i++)
 			values[i] = uc_value_to_datum(shape, i, &args.values[i], &nulls[i], NULL);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
 		log_row(shape, values, nulls, userid);
-		SPI_finish();
 	}
 	PG_FINALLY();
 	{
@@ -262,10 +279,7 @@ uc_log_batch(UcBatchState *state)
 {
 	int64		logged = 0;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	uc_batch_drain(state, log_sink, &logged);
-	SPI_finish();
 	return logged;
 }
 

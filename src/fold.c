@@ -43,7 +43,7 @@
  * upsert_counter_fold_status (and the server log), is retried after a
  * back-off that doubles up to a minute, and does not hold up the others.
  * It sleeps upsert_counter.fold_interval after a round that folded
- * something, twice as long (up to 10 s) after each idle one, and leaves
+ * something, twice as long (up to 1 s) after each idle one, and leaves
  * after upsert_counter.fold_idle_exit seconds with nothing to fold (so
  * that DROP DATABASE is not kept waiting).  Before it leaves it releases
  * its lock and looks once more: a row committed before that look is
@@ -525,7 +525,11 @@ uc_fold_ensure_worker(void)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	MemoryContext oldcxt;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
+
+	if (!IsUnderPostmaster)
+		return;					/* single-user mode: no workers */
+	now = GetCurrentTimestamp();
 
 	/*
 	 * A worker this backend started less than a second ago may not hold
@@ -702,7 +706,7 @@ upsert_counter_fold_main(Datum arg)
 		}
 		else
 		{
-			sleep_ms = Min(Max(sleep_ms * 2, uc_fold_interval), 10000);
+			sleep_ms = Min(Max(sleep_ms * 2, uc_fold_interval), 1000);
 			if (uc_fold_idle_exit > 0 &&
 				TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 										   uc_fold_idle_exit * 1000))

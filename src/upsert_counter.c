@@ -115,7 +115,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upsert_counter.fold_interval",
 							"Time the fold worker waits after a round that folded rows.",
-							"After an idle round it waits twice as long as the time before, up to 10 s.",
+							"After an idle round it waits twice as long as the time before, up to 1 s.",
 							&uc_fold_interval,
 							100, 1, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS,
