@@ -6,7 +6,8 @@
 #                   cluster) and run every test suite; what CI runs
 #   make test-all   make test on PostgreSQL 17 and 18, each in a Debian chroot (scripts/matrix.sh)
 #   make demo       the worked example against a throwaway cluster
-#   make bench      pgbench comparisons against plain SQL (minutes; not in make test)
+#   make bench      pgbench comparisons against plain SQL, one hot key in background
+#                   mode against plain appends (minutes; not in make test)
 #   make stress     the long reliability run (minutes; make test runs short forms)
 #   make installcheck   pg_regress + isolation against a running server
 #                   (PGHOST/PGPORT), as PGXS defines it

@@ -212,6 +212,11 @@ CALLGRIND=$(CALLGRIND_OUT="$work/callgrind.md" bash "$UC_REPO/bench/callgrind.sh
 	CALLGRIND="(the callgrind run failed)"
 CPU_SPLIT=$(CPU_SPLIT_OUT="$work/cpu_split.md" bash "$UC_REPO/bench/cpu_split.sh" 2>/dev/null) ||
 	CPU_SPLIT="(the CPU split run failed)"
+# One hot key in background mode against plain appends (a cluster of its own)
+HOTKEY=$(HOTKEY_OUT="$work/hotkey.md" bash "$UC_REPO/bench/hotkey.sh" 2>/dev/null) || {
+	HOTKEY="${HOTKEY:-(the hot key run failed)}"
+	failures=$((failures + 1))
+}
 
 # ---- report ----
 {
@@ -238,6 +243,8 @@ CPU_SPLIT=$(CPU_SPLIT_OUT="$work/cpu_split.md" bash "$UC_REPO/bench/cpu_split.sh
 	echo "One client, simple protocol: the backend's user time follows the instruction counts; its system time (the socket), the client's time and the waits between them are the same for every statement (bench/README.md)."
 	echo
 	printf '%s\n' "$CPU_SPLIT"
+	echo
+	printf '%s\n' "$HOTKEY"
 	echo
 	for sync in off on; do
 		echo "## synchronous_commit = $sync"
