@@ -9,6 +9,8 @@
 #      re-creates the aggregates one by one (as pg_dump --binary-upgrade
 #      does), immutable; identical calls in one query must then be refused,
 #      never written once, and everything else must work on.
+# Both keep rows that background mode logged and no fold has taken yet
+# (the log is the extension's configuration data), and fold them exactly.
 #
 # Needs UC_PGBIN and a scratch directory UC_WORK that the postgres OS user
 # can write.  Prints "result: N checks passed, N checks failed".
@@ -36,8 +38,16 @@ q() {	# q PORT DB SQL: one value, errors as their SQLSTATE
 }
 
 SETUP="CREATE EXTENSION upsert_counter;
-CREATE TABLE c (k int PRIMARY KEY, n int NOT NULL);
-SELECT upsert_increment('c', jsonb_build_object('k', g % 3), '{\"n\": 1}') FROM generate_series(1, 30) g;"
+CREATE TABLE c (k int PRIMARY KEY, n int NOT NULL, at timestamptz);
+SELECT upsert_increment('c', jsonb_build_object('k', g % 3), '{\"n\": 1}') FROM generate_series(1, 30) g;
+SET upsert_counter.fold_worker = off;
+SET upsert_counter.flush = background;
+SET TimeZone = 'Asia/Tokyo';
+SELECT upsert_increment('c', '{\"k\": 2}', '{\"n\": 5}', '{\"at\": \"2026-11-22 09:00\"}');
+SELECT upsert_increment('c', '{\"k\": 7}', '{\"n\": 1}');"
+PENDING="SELECT sum(pending) FROM upsert_counter_backlog"
+FOLD="SELECT upsert_counter_fold() ->> 'folded'"
+FOLDED="SET TimeZone = 'UTC'; SELECT string_agg(k || ':' || n || ':' || coalesce(at::text, '-'), ' ' ORDER BY k) FROM c WHERE k IN (2, 7)"
 TWICE="SELECT upsert_increment('c', '{\"k\": 1}', '{\"n\": 1}'), upsert_increment('c', '{\"k\": 1}', '{\"n\": 1}')"
 VOLATILITY="SELECT string_agg(DISTINCT provolatile::text, ',') FROM pg_proc WHERE proname = 'upsert_increment' AND prokind = 'a'"
 
@@ -53,6 +63,9 @@ check "dump/restore: rows restored" "30" "$(rq "SELECT sum(n) FROM c")"
 check "dump/restore: aggregates volatile" "v" "$(rq "$VOLATILITY")"
 rq "$TWICE" >/dev/null
 check "dump/restore: identical calls both count" "12" "$(rq "SELECT n FROM c WHERE k = 1")"
+check "dump/restore: logged rows kept" "2" "$(rq "$PENDING")"
+check "dump/restore: logged rows folded" "2" "$(rq "$FOLD")"
+check "dump/restore: folded as logged" "2:15:2026-11-22 00:00:00+00 7:1:-" "$(rq "$FOLDED")"
 
 # 2. pg_upgrade between two fresh clusters
 mkdir -p "$WORK/pgu"
@@ -78,6 +91,9 @@ if ! (cd "$WORK/pgu" && runuser -u postgres -- "$BIN/pg_upgrade" -b "$BIN" -B "$
 else
 	start "$new" "$nport"
 	check "after pg_upgrade: rows kept" "30" "$(q "$nport" app "SELECT sum(n) FROM c")"
+	check "after pg_upgrade: logged rows kept" "2" "$(q "$nport" app "$PENDING")"
+	check "after pg_upgrade: logged rows folded" "2" "$(q "$nport" app "$FOLD")"
+	check "after pg_upgrade: folded as logged" "2:15:2026-11-22 00:00:00+00 7:1:-" "$(q "$nport" app "$FOLDED")"
 	check "after pg_upgrade: aggregates re-created immutable" "i" "$(q "$nport" app "$VOLATILITY")"
 	check "after pg_upgrade: identical calls refused" "ERROR:  0A000" "$(q "$nport" app "$TWICE")"
 	check "after pg_upgrade: different calls work" "t" \
