@@ -5,6 +5,9 @@
 #   PostgreSQL 17   Debian trixie
 #   PostgreSQL 18   Debian forky (set up with debootstrap's sid script)
 #
+#   scripts/matrix.sh           set up what is missing, then run
+#   scripts/matrix.sh --setup   only set the chroots up (or check them)
+#
 # Settings (environment):
 #   UC_MATRIX="17 18"      the versions to run, in this order
 #   UC_SUITE_<NN>=suite    the Debian suite for version NN (one version a suite)
@@ -335,9 +338,11 @@ setup_chroot() {	# setup_chroot NN SUITE DIR
 	echo "deb $url $suite main" >"$dir/etc/apt/sources.list"
 	cat >"$dir/etc/apt/apt.conf.d/99upsert-counter" <<-'EOF'
 		// upsert_counter's test chroot: a testing suite's Release may be past
-		// its Valid-Until; no translations
+		// its Valid-Until; no translations; no fsync in dpkg (a set-up cut
+		// short is redone from scratch anyway)
 		Acquire::Check-Valid-Until "false";
 		Acquire::Languages "none";
+		DPkg::Options { "--force-unsafe-io"; };
 	EOF
 	# no daemons started by package scripts inside the chroot
 	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
@@ -474,6 +479,18 @@ run_version() {	# run_version NN
 	total_passed=$((total_passed + p))
 	total_failed=$((total_failed + f))
 }
+
+if [ "${1:-}" = --setup ]; then	# set the chroots up (or check them), run nothing
+	for v in $UC_MATRIX; do
+		suite=$(suite_for "$v")
+		mkdir -p "$UC_CHROOT_CACHE"
+		lock_suite "$suite"
+		setup_chroot "$v" "$suite" "$(realpath -m "$UC_CHROOT_CACHE/$suite")"
+		unlock_suite
+		echo "pg$v: $UC_CHROOT_CACHE/$suite is ready"
+	done
+	exit 0
+fi
 
 for v in $UC_MATRIX; do
 	run_version "$v"
