@@ -18,6 +18,8 @@ then checks, through the proxy only:
   errors       a shard's error reaches the caller with its SQLSTATE; that
                shard wrote nothing of the call
   commit mode  upsert_counter.flush = commit on the shards: still exact
+  background   upsert_counter.flush = background on the shards: each shard
+               logs and folds its own rows; exact after a fold
 
 Drops its databases at the end.  Prints "result: N checks passed, N checks
 failed" last; exit status 1 on any failure.
@@ -200,8 +202,8 @@ def checks(a, shards):
         check(e.pgcode == "22003", "errors: the shard's SQLSTATE reaches the caller (%s)" % e.pgcode)
     check("big" not in shard_rows(shards)[owner(cur, "big", n)], "errors: the shard wrote nothing")
 
-    # exact counts under concurrent load, statement mode then commit mode
-    for mode in ("statement", "commit"):
+    # exact counts under concurrent load, in each mode
+    for mode in ("statement", "commit", "background"):
         for db in shards:
             run(db, "TRUNCATE hits", "ALTER DATABASE %s SET upsert_counter.flush = %s" % (db, mode))
         # PL/Proxy keeps its connections per proxy backend: a new backend
@@ -210,11 +212,15 @@ def checks(a, shards):
         conn = connect("uc_proxy")
         cur = conn.cursor()
         probe = single(cur, "probe")
-        check((probe["inserted"] is None) == (mode == "commit"),
+        check((probe["inserted"] is None) == (mode != "statement"),
               "load (%s mode): the shards run in that mode (%s)" % (mode, json.dumps(probe)))
         expected = {"probe": 1}
         errors = load(shards, a, pages, expected, threading.Lock())
         check(not errors, "load (%s mode): no errors %s" % (mode, errors[:1]))
+        if mode == "background":
+            # each shard folds its own log (its worker may have done some)
+            for db in shards:
+                run(db, "SELECT upsert_counter_fold()")
         rows = shard_rows(shards)
         got = {}
         for r in rows.values():
