@@ -93,6 +93,17 @@ FROM generate_series(1, 12) t;
 COMMIT;
 SELECT form, calls FROM upsert_counter_cache() WHERE target = 'cit_hash'::regclass ORDER BY 1;
 SELECT sum(hits) AS hits FROM cit_hash;
+-- background mode on a Citus table: the fold writes shard by shard too
+SET upsert_counter.fold_worker = off;
+SET upsert_counter.flush = background;
+SELECT upsert_increment('cit_hash', jsonb_build_object('tenant', 1 + g % 12, 'day', '2026-11-22'), '{"hits": 1}')
+FROM generate_series(1, 24) g;
+SELECT upsert_increment('cit_hash', '{"tenant": 1, "day": "2026-11-22"}', '{"hits": 1}');
+RESET upsert_counter.flush;
+SELECT upsert_counter_read('cit_hash', '{"tenant": 1, "day": "2026-11-22"}') ->> 'hits' AS with_pending;
+SELECT upsert_counter_fold('cit_hash');
+SELECT sum(hits) AS hits, (SELECT hits FROM cit_hash WHERE tenant = 1) AS tenant_1 FROM cit_hash;
+RESET upsert_counter.fold_worker;
 -- An aggregate that Citus pushes down to the shards (GROUP BY the
 -- distribution column) runs on a worker over a shard: refused with the
 -- way out, before anything is written.  Here a table named as Citus names
