@@ -247,7 +247,7 @@ stop_tailer() {
 	kill "$SENTINEL" 2>/dev/null || true
 	wait "$SENTINEL" 2>/dev/null || true
 	wait "$TAILER" 2>/dev/null || true
-	SENTINEL= TAILER=
+	SENTINEL="" TAILER=""
 }
 
 interrupted() {
