@@ -72,8 +72,8 @@ REVOKE ALL ON upsert_counter_fold_status FROM PUBLIC;
 COMMENT ON TABLE upsert_counter_fold_status IS
 'background mode: the last fold of each target, and its last error';
 
--- The backlog per target, for every target the current user may read a column of (and
--- targets that no longer exist).
+-- The backlog per target, for every target the current user may read a
+-- column of (and targets that no longer exist, while rows are pending).
 CREATE VIEW upsert_counter_backlog WITH (security_barrier) AS
 SELECT coalesce(d.target, s.target) AS target,
 	   coalesce(d.pending, 0) AS pending,
@@ -84,7 +84,9 @@ SELECT coalesce(d.target, s.target) AS target,
 FROM (SELECT target, pg_catalog.count(*) AS pending, pg_catalog.min(logged_at) AS oldest
 	  FROM @extschema@.upsert_counter_delta GROUP BY target) d
 	 FULL JOIN @extschema@.upsert_counter_fold_status s ON s.target OPERATOR(pg_catalog.=) d.target
-WHERE pg_catalog.has_any_column_privilege(coalesce(d.target, s.target), 'SELECT') IS NOT FALSE;
+WHERE CASE WHEN pg_catalog.has_any_column_privilege(coalesce(d.target, s.target), 'SELECT') IS NULL
+		   THEN d.pending IS NOT NULL	-- a dropped target: while rows are pending
+		   ELSE pg_catalog.has_any_column_privilege(coalesce(d.target, s.target), 'SELECT') END;
 GRANT SELECT ON upsert_counter_backlog TO PUBLIC;
 
 COMMENT ON VIEW upsert_counter_backlog IS

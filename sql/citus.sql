@@ -104,6 +104,7 @@ SELECT upsert_counter_read('cit_hash', '{"tenant": 1, "day": "2026-11-22"}') ->>
 SELECT upsert_counter_fold('cit_hash');
 SELECT sum(hits) AS hits, (SELECT hits FROM cit_hash WHERE tenant = 1) AS tenant_1 FROM cit_hash;
 RESET upsert_counter.fold_worker;
+TRUNCATE upsert_counter_fold_status;
 -- An aggregate that Citus pushes down to the shards (GROUP BY the
 -- distribution column) runs on a worker over a shard: refused with the
 -- way out, before anything is written.  Here a table named as Citus names

@@ -24,6 +24,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "executor/executor.h"
+#include "storage/lock.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_relation.h"
 #include "utils/acl.h"
@@ -91,6 +92,18 @@ uc_exec_init_range_table(EState *estate, RangeTblEntry *rte)
 	ExecInitRangeTable(estate, list_make1(rte));
 #endif
 }
+
+/*
+ * A lock taken without waiting, not reported as a failure when it is not
+ * free: 18 added logLockFailure (log_lock_failures).
+ */
+#if PG_VERSION_NUM >= 180000
+#define uc_lock_acquire_nowait(tag, mode, session, report_memory) \
+	LockAcquireExtended((tag), (mode), (session), true, (report_memory), NULL, false)
+#else
+#define uc_lock_acquire_nowait(tag, mode, session, report_memory) \
+	LockAcquireExtended((tag), (mode), (session), true, (report_memory), NULL)
+#endif
 
 /* 17 takes the relation itself */
 #if PG_VERSION_NUM >= 170000

@@ -539,7 +539,7 @@ uc_fold_ensure_worker(void)
 		return;
 
 	worker_locktag(&tag, MyDatabaseId);
-	if (LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL) ==
+	if (uc_lock_acquire_nowait(&tag, ExclusiveLock, true, false) ==
 		LOCKACQUIRE_NOT_AVAIL)
 		return;					/* held: a worker runs */
 	LockRelease(&tag, ExclusiveLock, true);
@@ -673,7 +673,7 @@ upsert_counter_fold_main(Datum arg)
 
 	/* one worker a database: the one that holds the lock; taken at once */
 	worker_locktag(&tag, dboid);
-	if (LockAcquireExtended(&tag, ExclusiveLock, true, true, true, NULL) ==
+	if (uc_lock_acquire_nowait(&tag, ExclusiveLock, true, true) ==
 		LOCKACQUIRE_NOT_AVAIL)
 		proc_exit(0);
 
@@ -721,7 +721,7 @@ upsert_counter_fold_main(Datum arg)
 				folded = fold_round(roundcxt);
 				if (folded <= 0)
 					break;
-				if (LockAcquireExtended(&tag, ExclusiveLock, true, true, true, NULL) ==
+				if (uc_lock_acquire_nowait(&tag, ExclusiveLock, true, true) ==
 					LOCKACQUIRE_NOT_AVAIL)
 					break;		/* another worker took over */
 				idle_since = GetCurrentTimestamp();
