@@ -31,6 +31,9 @@ typedef struct UcLoggedRow
 	UcArgs		args;			/* names per role, and the cache key */
 	Oid		   *types;			/* per column: the value's type when logged */
 	bytea	  **vals;			/* per column: its binary form, or NULL */
+	Datum		rawnames;		/* the shape's arrays as logged, to tell */
+	Datum		rawnrole;		/* whether the next row has the same */
+	Datum		rawtypes;
 } UcLoggedRow;
 
 /* deltalog.c */
@@ -42,7 +45,8 @@ extern Oid	uc_log_owner(void);
 extern const char *uc_log_table(const char *name);
 extern int	uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
 						 const char *nulls, bool read_only);
-extern void uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row);
+extern void uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
+						  const UcLoggedRow *prev, MemoryContext shapecxt);
 extern Datum uc_log_value(const UcShape *shape, int col, const UcLoggedRow *row,
 						  bool *isnull);
 extern Datum uc_log_read(Oid relid, Jsonb *keys, bool *isnull);

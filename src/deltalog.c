@@ -288,96 +288,122 @@ uc_log_batch(UcBatchState *state)
  * ---------------------------------------------------------------------
  */
 
-/* An array attribute of a log tuple, deconstructed */
-static void
-array_attr(HeapTuple tuple, TupleDesc desc, const char *name, Oid elemtype,
-		   Datum **elems, bool **nulls, int *n)
+/*
+ * An attribute of a log row: the tables' and the queries' columns are, in
+ * this order, id, target, caller, names, nrole, types, vals, logged_at.
+ */
+static Datum
+log_attr(HeapTuple tuple, TupleDesc desc, int attno)
 {
-	int			attno = SPI_fnumber(desc, name);
 	bool		isnull;
-	Datum		d;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
+	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
 
-	if (attno <= 0)
-		elog(ERROR, "upsert_counter_delta has no column \"%s\"", name);
-	d = SPI_getbinval(tuple, desc, attno, &isnull);
 	if (isnull)
-		elog(ERROR, "upsert_counter_delta.%s is null", name);
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+		elog(ERROR, "upsert_counter_delta has a null in column %d", attno);
+	return d;
+}
+
+static void
+log_array(Datum d, Oid elemtype, int16 typlen, bool typbyval, char typalign,
+		  Datum **elems, bool **nulls, int *n)
+{
 	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
 					  elems, nulls, n);
 }
 
-static Datum
-scalar_attr(HeapTuple tuple, TupleDesc desc, const char *name)
+/* Two array datums with the same bytes */
+static bool
+same_bytes(Datum a, Datum b)
 {
-	int			attno = SPI_fnumber(desc, name);
-	bool		isnull;
-	Datum		d;
+	struct varlena *va = PG_DETOAST_DATUM_PACKED(a);
+	struct varlena *vb = PG_DETOAST_DATUM_PACKED(b);
 
-	if (attno <= 0)
-		elog(ERROR, "upsert_counter_delta has no column \"%s\"", name);
-	d = SPI_getbinval(tuple, desc, attno, &isnull);
-	if (isnull)
-		elog(ERROR, "upsert_counter_delta.%s is null", name);
-	return d;
+	return VARSIZE_ANY(va) == VARSIZE_ANY(vb) &&
+		memcmp(va, vb, VARSIZE_ANY(va)) == 0;
 }
 
 /*
- * Decode a row of the log (id, target, caller, names, nrole, types, vals,
- * logged_at) into *row, in the current memory context.
+ * Decode a row of the log into *row: its values in the current memory
+ * context; its names, roles and types (its shape) in shapecxt, or taken
+ * from prev when they are the same as prev's (a run of one shape decodes
+ * them once).  The tuple is in the log's column order; prev, if not NULL,
+ * was decoded from a tuple of the same SPI result.
  */
 void
-uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row)
+uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
+			  const UcLoggedRow *prev, MemoryContext shapecxt)
 {
-	Datum	   *names;
-	Datum	   *nrole;
-	Datum	   *types;
 	Datum	   *vals;
-	bool	   *nulls;
-	int			nnames;
-	int			nroles;
-	int			ntypes;
+	bool	   *valnulls;
 	int			nvals;
-	int			total = 0;
 
-	row->id = DatumGetInt64(scalar_attr(tuple, desc, "id"));
-	row->target = DatumGetObjectId(scalar_attr(tuple, desc, "target"));
-	row->caller = DatumGetObjectId(scalar_attr(tuple, desc, "caller"));
-	row->logged_at = DatumGetTimestampTz(scalar_attr(tuple, desc, "logged_at"));
-	array_attr(tuple, desc, "names", TEXTOID, &names, &nulls, &nnames);
-	array_attr(tuple, desc, "nrole", INT2OID, &nrole, &nulls, &nroles);
-	array_attr(tuple, desc, "types", REGTYPEOID, &types, &nulls, &ntypes);
-	array_attr(tuple, desc, "vals", BYTEAOID, &vals, &nulls, &nvals);
+	if (desc->natts != 8)
+		elog(ERROR, "a row of upsert_counter_delta has %d columns, not 8", desc->natts);
+	row->id = DatumGetInt64(log_attr(tuple, desc, 1));
+	row->target = DatumGetObjectId(log_attr(tuple, desc, 2));
+	row->caller = DatumGetObjectId(log_attr(tuple, desc, 3));
+	row->rawnames = log_attr(tuple, desc, 4);
+	row->rawnrole = log_attr(tuple, desc, 5);
+	row->rawtypes = log_attr(tuple, desc, 6);
+	row->logged_at = DatumGetTimestampTz(log_attr(tuple, desc, 8));
 
-	if (nroles != UC_NROLES)
-		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " has %d role counts", row->id, nroles);
-	memset(&row->args, 0, sizeof(UcArgs));
-	for (int r = 0; r < UC_NROLES; r++)
+	if (prev != NULL && prev->target == row->target &&
+		same_bytes(prev->rawnames, row->rawnames) &&
+		same_bytes(prev->rawnrole, row->rawnrole) &&
+		same_bytes(prev->rawtypes, row->rawtypes))
 	{
-		row->args.nrole[r] = DatumGetInt16(nrole[r]);
-		total += row->args.nrole[r];
+		row->args = prev->args;
+		row->types = prev->types;
 	}
-	if (total != nnames || nnames != ntypes || nnames != nvals)
+	else
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(shapecxt);
+		Datum	   *names;
+		Datum	   *nrole;
+		Datum	   *types;
+		bool	   *nulls;
+		int			nnames;
+		int			nroles;
+		int			ntypes;
+		int			total = 0;
+
+		log_array(row->rawnames, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &nnames);
+		log_array(row->rawnrole, INT2OID, 2, true, TYPALIGN_SHORT, &nrole, &nulls, &nroles);
+		log_array(row->rawtypes, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT, &types, &nulls, &ntypes);
+		if (nroles != UC_NROLES)
+			elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " has %d role counts",
+				 row->id, nroles);
+		memset(&row->args, 0, sizeof(UcArgs));
+		for (int r = 0; r < UC_NROLES; r++)
+		{
+			row->args.nrole[r] = DatumGetInt16(nrole[r]);
+			total += row->args.nrole[r];
+		}
+		if (total != nnames || nnames != ntypes)
+			elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " is inconsistent", row->id);
+		row->args.ncols = row->args.maxcols = nnames;
+		row->args.names = palloc(Max(nnames, 1) * sizeof(char *));
+		row->args.namelens = palloc(Max(nnames, 1) * sizeof(int));
+		row->types = palloc(Max(nnames, 1) * sizeof(Oid));
+		for (int i = 0; i < nnames; i++)
+		{
+			char	   *name = TextDatumGetCString(names[i]);
+
+			row->args.names[i] = name;
+			row->args.namelens[i] = strlen(name);
+			row->types[i] = DatumGetObjectId(types[i]);
+		}
+		uc_args_set_key(&row->args, row->target);
+		MemoryContextSwitchTo(oldcxt);
+	}
+
+	log_array(log_attr(tuple, desc, 7), BYTEAOID, -1, false, TYPALIGN_INT,
+			  &vals, &valnulls, &nvals);
+	if (nvals != row->args.ncols)
 		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " is inconsistent", row->id);
-
-	row->args.ncols = row->args.maxcols = nnames;
-	row->args.names = palloc(Max(nnames, 1) * sizeof(char *));
-	row->args.namelens = palloc(Max(nnames, 1) * sizeof(int));
-	row->types = palloc(Max(nnames, 1) * sizeof(Oid));
-	row->vals = palloc(Max(nnames, 1) * sizeof(bytea *));
-	for (int i = 0; i < nnames; i++)
-	{
-		char	   *name = TextDatumGetCString(names[i]);
-
-		row->args.names[i] = name;
-		row->args.namelens[i] = strlen(name);
-		row->types[i] = DatumGetObjectId(types[i]);
-		row->vals[i] = nulls[i] ? NULL : DatumGetByteaPP(vals[i]);
-	}
-	uc_args_set_key(&row->args, row->target);
+	row->vals = palloc(Max(nvals, 1) * sizeof(bytea *));
+	for (int i = 0; i < nvals; i++)
+		row->vals[i] = valnulls[i] ? NULL : DatumGetByteaPP(vals[i]);
 }
 
 /*
@@ -613,7 +639,7 @@ read_with_pending(UcCacheEntry *entry, const UcArgs *args, Oid relid,
 	{
 		UcLoggedRow row;
 
-		uc_log_decode(logged->vals[j], logged->tupdesc, &row);
+		uc_log_decode(logged->vals[j], logged->tupdesc, &row, NULL, CurrentMemoryContext);
 		apply_logged(shape, args, keyvals, keynulls, &row, &rr);
 	}
 

@@ -135,6 +135,20 @@ convert_logged(const UcShape *shape, void *arg, Datum *values, bool *nulls)
 		values[i] = uc_log_value(shape, i, row, &nulls[i]);
 }
 
+/* The log's tuple descriptor, for row_order() */
+static TupleDesc logdesc;
+
+/* qsort: log rows by id */
+static int
+row_order(const void *a, const void *b)
+{
+	bool		isnull;
+	int64		x = DatumGetInt64(SPI_getbinval(*(HeapTuple const *) a, logdesc, 1, &isnull));
+	int64		y = DatumGetInt64(SPI_getbinval(*(HeapTuple const *) b, logdesc, 1, &isnull));
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * Write a group's rows as its user: a security-restricted operation, with
  * search_path fixed and every setting changed by user code undone.
@@ -193,18 +207,28 @@ fold_target(Oid target, int limit, int64 *inserted, int64 *updated,
 	Datum		params[2];
 	int			rc;
 	const char *log;
+	HeapTuple  *order;
+	TupleDesc	desc;
+	MemoryContext rowcxt;
+	UcLoggedRow rows[2];
 
 	/* folds of one target, one at a time, in log order */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, target, UC_LOCK_TARGET, UC_LOCK_KIND);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
+	/*
+	 * The oldest rows: the highest id among the first limit of the
+	 * target's (an index scan of its primary key), then every row up to
+	 * it.  Rows of transactions in progress are invisible to both and stay
+	 * for a later fold; a row another session deleted meanwhile (a discard)
+	 * is not returned.  No FOR UPDATE: folds of the target are serialized
+	 * by the lock above, and the DELETE only returns what it deleted.
+	 */
 	log = uc_log_table("upsert_counter_delta");
-	sql = psprintf("WITH taken AS (SELECT id FROM %s WHERE target OPERATOR(pg_catalog.=) $1 "
-				   "ORDER BY id LIMIT $2 FOR UPDATE), "
-				   "gone AS (DELETE FROM %s d USING taken "
-				   "WHERE d.target OPERATOR(pg_catalog.=) $1 AND d.id OPERATOR(pg_catalog.=) taken.id "
-				   "RETURNING d.*) "
-				   "SELECT * FROM gone ORDER BY id",
+	sql = psprintf("DELETE FROM %s WHERE target OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.<=) "
+				   "(SELECT pg_catalog.max(id) FROM (SELECT id FROM %s WHERE target OPERATOR(pg_catalog.=) $1 "
+				   "ORDER BY id LIMIT $2) first) "
+				   "RETURNING id, target, caller, names, nrole, types, vals, logged_at",
 				   log, log);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter fold",
@@ -215,7 +239,7 @@ fold_target(Oid target, int limit, int64 *inserted, int64 *updated,
 	params[0] = ObjectIdGetDatum(target);
 	params[1] = Int32GetDatum(limit);
 	rc = uc_log_query(sql, 2, argtypes, params, NULL, false);
-	if (rc != SPI_OK_SELECT)
+	if (rc != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
 
 	n = (int64) SPI_processed;
@@ -226,23 +250,31 @@ fold_target(Oid target, int limit, int64 *inserted, int64 *updated,
 						target),
 				 errhint("Delete its rows with upsert_counter_discard(%u).", target)));
 
+	/* in log order (the DELETE returns them in no promised order) */
+	order = palloc(Max(n, 1) * sizeof(HeapTuple));
+	for (uint64 j = 0; j < SPI_processed; j++)
+		order[j] = SPI_tuptable->vals[j];
+	desc = SPI_tuptable->tupdesc;
+	logdesc = desc;
+	qsort(order, n, sizeof(HeapTuple), row_order);
+
 	/* merge runs of one user and shape, in log order */
 	oldcxt = MemoryContextSwitchTo(cxt);
-	for (uint64 j = 0; j < SPI_processed; j++)
+	rowcxt = AllocSetContextCreate(cxt, "upsert_counter fold row", ALLOCSET_SMALL_SIZES);
+	for (int64 j = 0; j < n; j++)
 	{
-		MemoryContext rowcxt = AllocSetContextCreate(cxt, "upsert_counter fold row",
-													 ALLOCSET_SMALL_SIZES);
-		UcLoggedRow row;
+		UcLoggedRow *row = &rows[j % 2];
+		UcLoggedRow *prev = j > 0 ? &rows[(j + 1) % 2] : NULL;
 		UcFoldGroup *g = ngroups > 0 ? &groups[ngroups - 1] : NULL;
 
 		MemoryContextSwitchTo(rowcxt);
-		uc_log_decode(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, &row);
+		uc_log_decode(order[j], desc, row, prev, cxt);
 		MemoryContextSwitchTo(cxt);
-		if (j == 0 || row.logged_at < *oldest)
-			*oldest = row.logged_at;
-		if (g == NULL || g->caller != row.caller ||
-			g->namekeylen != row.args.namekeylen ||
-			memcmp(g->namekey, row.args.namekey, row.args.namekeylen) != 0)
+		if (j == 0 || row->logged_at < *oldest)
+			*oldest = row->logged_at;
+		if (g == NULL || g->caller != row->caller ||
+			g->namekeylen != row->args.namekeylen ||
+			memcmp(g->namekey, row->args.namekey, row->args.namekeylen) != 0)
 		{
 			if (ngroups == maxgroups)
 			{
@@ -251,15 +283,16 @@ fold_target(Oid target, int limit, int64 *inserted, int64 *updated,
 					repalloc(groups, maxgroups * sizeof(UcFoldGroup));
 			}
 			g = &groups[ngroups++];
-			g->caller = row.caller;
+			g->caller = row->caller;
 			g->state = uc_batch_create(cxt, false, false);
 			/* the key holds NUL bytes: copy it whole */
-			g->namekey = memcpy(palloc(Max(row.args.namekeylen, 1)),
-								row.args.namekey, row.args.namekeylen);
-			g->namekeylen = row.args.namekeylen;
+			g->namekey = memcpy(palloc(Max(row->args.namekeylen, 1)),
+								row->args.namekey, row->args.namekeylen);
+			g->namekeylen = row->args.namekeylen;
 		}
-		uc_batch_add_with(g->state, &row.args, convert_logged, &row);
-		MemoryContextDelete(rowcxt);
+		uc_batch_add_with(g->state, &row->args, convert_logged, row);
+		/* the batch copied the values; the shape stays in cxt */
+		MemoryContextReset(rowcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextSwitchTo(oldcxt);
