@@ -28,7 +28,7 @@ SELECT upsert_increment('v_hits', '{"k": 1}', '{"twice": 1}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT upsert_increment('v_hits', '{"k": 1}', '{}', '{"twice": 1}');
 \echo :LAST_ERROR_SQLSTATE
--- nor be a key: it has no index
+-- nor be a key
 SELECT upsert_increment('v_hits', '{"twice": 1}', '{"n": 1}');
 \echo :LAST_ERROR_SQLSTATE
 -- a column added as virtual after the plan was cached is in the next row
