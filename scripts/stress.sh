@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# make stress: the long reliability run.  Minutes: a 30,000-call fuzz, then
+# make stress: the long reliability run.  Minutes: a 30,000-call fuzz, the
+# differential test for STRESS_DIFF_DURATION seconds (default 120; a random
+# seed, printed, unless STRESS_DIFF_SEED is set), then
 # load with an invariant in both flush modes under every fault (backends
 # terminated, canceled and SIGKILLed, the server stopped with -m immediate
 # and restarted, DDL), then a 5,000,000-row batch over 100,000 keys with
@@ -9,7 +11,7 @@ source "$(dirname "$0")/pgenv.sh"
 DURATION=${STRESS_DURATION:-60}
 uc_ensure_packages psycopg2
 uc_build_install
-uc_start_cluster
+uc_start_cluster 'wal_level = logical'
 uc_as_postgres createdb reliability
 export PGDATABASE=reliability
 # the postgres OS user may not be able to read the checkout: stage the tests
@@ -19,6 +21,9 @@ status=0
 run() { uc_run uc_as_postgres env PGDATABASE=reliability UC_PGDATA="$UC_CLUSTER/data" UC_PGBIN="$UC_PGBIN" "$@" || status=1; }
 
 run /usr/bin/python3 "$UC_CLUSTER/tests/fuzz.py" --calls 30000 --seed "${STRESS_SEED:-20261122}"
+uc_as_postgres createdb differential
+run env PGDATABASE=differential /usr/bin/python3 "$UC_CLUSTER/tests/differential.py" --long \
+	--duration "${STRESS_DIFF_DURATION:-120}" ${STRESS_DIFF_SEED:+--seed "$STRESS_DIFF_SEED"}
 for flush in statement commit; do
 	run /usr/bin/python3 "$UC_CLUSTER/tests/stress.py" --duration "$DURATION" --clients 32 \
 		--flush "$flush" --kill --restart

@@ -5,8 +5,10 @@
 # throwaway cluster as the postgres OS user, runs pg_regress and the
 # isolation specs (make installcheck, as postgres, in a staged copy of the
 # tree that postgres can write to), the Django suite (python/tests, with
-# Debian's Django and psycopg2, with and without the extension), the fuzzer
-# and the load test with faults (tests/, short forms), PL/Proxy sharding
+# Debian's Django and psycopg2, with and without the extension), the fuzzer,
+# the differential test against the plain statement (with logical decoding:
+# the cluster runs with wal_level = logical) and the load test with faults
+# (tests/, short forms), PL/Proxy sharding
 # (tests/plproxy.py), dump/restore and pg_upgrade round trips
 # (tests/upgrade.sh), then stops the cluster.  Prints one
 # closing line "N passed, N failed" and exits non-zero on any failure.
@@ -14,7 +16,7 @@ source "$(dirname "$0")/pgenv.sh"
 
 uc_ensure_packages django psycopg2 plproxy
 uc_build_install
-uc_start_cluster
+uc_start_cluster 'wal_level = logical'
 
 stage=$UC_CLUSTER/tree
 mkdir -p "$stage"
@@ -121,6 +123,11 @@ run_counted() {
 }
 uc_as_postgres createdb reliability
 run_counted fuzz uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/fuzz.py" --calls 3000
+# Generated tables and calls, each through every path of the extension and
+# as the plain statement, compared (outcomes, rows, logical decoding); a
+# fixed seed, about a minute; make stress runs it long with a random seed
+uc_as_postgres createdb differential
+run_counted differential uc_as_postgres env PGDATABASE=differential /usr/bin/python3 "$stage/tests/differential.py"
 run_counted "stress (statement)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
 	--duration 12 --clients 32 --flush statement
 run_counted "stress (commit)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
