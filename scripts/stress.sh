@@ -2,9 +2,9 @@
 # make stress: the long reliability run.  Minutes: a 30,000-call fuzz, the
 # differential test for STRESS_DIFF_DURATION seconds (default 120; a random
 # seed, printed, unless STRESS_DIFF_SEED is set), then
-# load with an invariant in both flush modes under every fault (backends
-# terminated, canceled and SIGKILLed, the server stopped with -m immediate
-# and restarted, DDL), then a 5,000,000-row batch over 100,000 keys with
+# load with an invariant in the three flush modes under every fault
+# (backends and background mode's fold worker terminated, canceled and
+# SIGKILLed, the server stopped with -m immediate and restarted, DDL), then a 5,000,000-row batch over 100,000 keys with
 # its peak memory.  STRESS_DURATION sets each load run's seconds (default 60).
 source "$(dirname "$0")/pgenv.sh"
 
@@ -24,7 +24,7 @@ run /usr/bin/python3 "$UC_CLUSTER/tests/fuzz.py" --calls 30000 --seed "${STRESS_
 uc_as_postgres createdb differential
 run env PGDATABASE=differential /usr/bin/python3 "$UC_CLUSTER/tests/differential.py" --long \
 	--duration "${STRESS_DIFF_DURATION:-120}" ${STRESS_DIFF_SEED:+--seed "$STRESS_DIFF_SEED"}
-for flush in statement commit; do
+for flush in statement commit background; do
 	run /usr/bin/python3 "$UC_CLUSTER/tests/stress.py" --duration "$DURATION" --clients 32 \
 		--flush "$flush" --kill --restart
 done

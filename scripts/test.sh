@@ -102,7 +102,7 @@ run_django "django (extension mode)" UC_DJANGO_NO_EXTENSION=
 run_django "django (SQL mode, no extension)" UC_DJANGO_NO_EXTENSION=1
 
 # Reliability, short forms (make stress runs the long ones): a seeded fuzzer
-# and load with an invariant under faults and DDL, in both flush modes.
+# and load with an invariant under faults and DDL, in the three flush modes.
 # Each prints "result: N checks passed, N checks failed" as its last line
 # (not the form of make test's own closing line).
 run_counted() {
@@ -132,6 +132,8 @@ run_counted "stress (statement)" uc_as_postgres env PGDATABASE=reliability /usr/
 	--duration 12 --clients 32 --flush statement
 run_counted "stress (commit)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
 	--duration 12 --clients 32 --flush commit
+run_counted "stress (background)" uc_as_postgres env PGDATABASE=reliability /usr/bin/python3 "$stage/tests/stress.py" \
+	--duration 12 --clients 32 --flush background
 
 # Sharding with PL/Proxy (plproxy/): shard and proxy databases on this
 # cluster, reached over loopback connections.  Skipped, and reported, only
