@@ -856,6 +856,23 @@ class ModuleBoundaries(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(pkg.__file__), "_core.py")))
 
 
+class Packaging(unittest.TestCase):
+    def test_the_running_django_is_declared(self):
+        """pyproject.toml's Django range and classifiers cover the Django
+        this suite runs on (the matrix in python/README.md runs it on each)."""
+        import re
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+        with open(path) as f:
+            text = f.read()
+        low, high = re.search(r'"Django>=([0-9.]+),<([0-9.]+)"', text).groups()
+        version = django.VERSION[:2]
+        self.assertLessEqual(tuple(map(int, low.split("."))), version)
+        self.assertLess(version, tuple(map(int, high.split("."))))
+        self.assertIn('"Framework :: Django :: %d.%d"' % version, text)
+        self.assertEqual(high, "6.1")
+        self.assertIn('"Framework :: Django :: 6.0"', text)
+
+
 class ExtensionLifecycle(Base):
     """The extension created by a migration operation, dropped under a
     running app, and the mode following it on the same connection."""
