@@ -501,27 +501,47 @@ uc_cache_count_call(UcCacheEntry *entry, UcForm form)
 }
 
 /*
+ * The plan of a form of a referenced entry, to be executed now: between
+ * this and uc_cache_end_execute() (which the caller must reach, also on
+ * error), a nested call (a trigger's) that finds the plan stale leaves it
+ * to plancache to revalidate in place rather than freeing it.  The
+ * caller has SPI connected.
+ */
+SPIPlanPtr
+uc_cache_begin_execute(UcCacheEntry *entry, UcForm form)
+{
+	SPIPlanPtr	plan = cache_plan(entry, form);
+
+	entry->running++;
+	return plan;
+}
+
+void
+uc_cache_end_execute(UcCacheEntry *entry)
+{
+	Assert(entry->running > 0);
+	entry->running--;
+}
+
+/*
  * Execute a form's plan of a referenced entry with these parameters and
  * return SPI's result code (read_only: under the current snapshot, as SPI
- * means it).  While it runs, a nested call (a trigger's)
- * that finds the plan stale leaves it to plancache to revalidate in place
- * rather than freeing it.  The caller has SPI connected.
+ * means it).  The caller has SPI connected.
  */
 int
 uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
 				 const char *nulls, bool read_only)
 {
-	SPIPlanPtr	plan = cache_plan(entry, form);
+	SPIPlanPtr	plan = uc_cache_begin_execute(entry, form);
 	volatile int rc = 0;
 
-	entry->running++;
 	PG_TRY();
 	{
 		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
 	}
 	PG_FINALLY();
 	{
-		entry->running--;
+		uc_cache_end_execute(entry);
 	}
 	PG_END_TRY();
 	return rc;

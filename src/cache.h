@@ -5,7 +5,8 @@
  *	  (cache.c), and the one protocol for using an entry:
  *
  *		entry = uc_cache_acquire(&args, &ref);	lock, look up or build
- *		... uc_entry_shape(entry), uc_cache_execute(entry, form, ...) ...
+ *		... uc_entry_shape(entry), uc_cache_execute(entry, form, ...)
+ *			(or its two halves, uc_cache_begin_execute() and _end) ...
  *		uc_cache_release(&ref);
  *
  * An entry's fields are the cache's own.
@@ -19,6 +20,7 @@
 
 #include "sqlgen.h"
 
+#include "executor/spi.h"
 #include "fmgr.h"
 
 typedef struct UcCacheEntry UcCacheEntry;
@@ -48,6 +50,8 @@ extern int	uc_entry_compare(const UcCacheEntry *a, const UcCacheEntry *b);
 
 extern int	uc_cache_execute(UcCacheEntry *entry, UcForm form, Datum *values,
 							 const char *nulls, bool read_only);
+extern SPIPlanPtr uc_cache_begin_execute(UcCacheEntry *entry, UcForm form);
+extern void uc_cache_end_execute(UcCacheEntry *entry);
 
 extern void uc_cache_count_call(UcCacheEntry *entry, UcForm form);
 extern void uc_cache_reset(void);

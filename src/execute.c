@@ -117,7 +117,7 @@ uc_take_update(void)
 }
 
 /* What a statement of a shape did, from SPI's result and its RETURNING */
-static void
+static inline void
 count_result(const UcShape *s, UcForm form, int rc, UcOutcome *out)
 {
 	if (rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_SELECT)
@@ -159,14 +159,16 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 {
 	const UcShape *s = uc_entry_shape(entry);
 	bool		saved = uc_pending_update;
+	SPIPlanPtr	plan = uc_cache_begin_execute(entry, form);
 	volatile int rc = 0;
 
 	PG_TRY();
 	{
-		rc = uc_cache_execute(entry, form, values, nulls, false);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
+		uc_cache_end_execute(entry);
 		uc_pending_update = saved;
 	}
 	PG_END_TRY();
