@@ -38,6 +38,7 @@ typedef struct UcLoggedRow
 
 /* deltalog.c */
 extern void uc_background_init(void);
+extern void uc_background_xact_event(XactEvent event);
 extern void uc_log_jsonb(Oid relid, Jsonb *const *objs);
 extern int64 uc_log_batch(UcBatchState *state);
 extern Oid	uc_log_relid(void);

@@ -7,8 +7,9 @@
  * This file owns the buffer that upsert_increment() fills instead of
  * writing when upsert_counter.flush is 'commit', whose rows they are, and
  * their fate at every transaction boundary.  Its callbacks are the
- * extension's only transaction and subtransaction callbacks (the cache
- * ties its references to memory contexts instead, see cache.c).
+ * hooks the extension's one transaction callback (upsert_counter.c) calls
+ * first (the cache ties its references to memory contexts instead, see
+ * cache.c).
  *
  * Buffering (uc_buffer_add_jsonb, uc_buffer_add_record):
  *	- is refused inside a security-restricted operation (ANALYZE, VACUUM,
@@ -321,8 +322,8 @@ uc_buffer_add_record(Oid relid, HeapTupleHeader td, ArrayType *const *roles,
 	check_limit();
 }
 
-static void
-buffer_xact_callback(XactEvent event, void *arg)
+void
+uc_buffer_xact_event(XactEvent event)
 {
 	switch (event)
 	{
@@ -361,9 +362,9 @@ buffer_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-buffer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
+void
+uc_buffer_subxact_event(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid)
 {
 	switch (event)
 	{
@@ -422,11 +423,4 @@ buffer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		default:
 			break;
 	}
-}
-
-void
-uc_buffer_init(void)
-{
-	RegisterXactCallback(buffer_xact_callback, NULL);
-	RegisterSubXactCallback(buffer_subxact_callback, NULL);
 }

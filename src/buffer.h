@@ -26,7 +26,9 @@ extern int	uc_flush_mode;
 /* upsert_counter.flush_limit: distinct keys buffered before an early write */
 extern int	uc_buffer_limit;
 
-extern void uc_buffer_init(void);
+extern void uc_buffer_xact_event(XactEvent event);
+extern void uc_buffer_subxact_event(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid);
 extern void uc_buffer_add_jsonb(Oid relid, Jsonb *const *objs);
 extern void uc_buffer_add_record(Oid relid, HeapTupleHeader td,
 								 ArrayType *const *roles, UcRowMap **mapp,

@@ -22,8 +22,8 @@
  * call is close to that of the INSERT of one row.
  *
  * When a transaction that logged rows commits, the database's fold worker
- * is started unless one runs (fold.c).  That is the only transaction
- * callback here; the commit-mode buffer has its own (buffer.c).
+ * is started unless one runs (fold.c), from the extension's one
+ * transaction callback (upsert_counter.c).
  *
  * upsert_counter_read() is here too: a counter's row as the table has it
  * with the pending deltas applied, both read under one snapshot.
@@ -715,8 +715,8 @@ uc_log_read(Oid relid, Jsonb *keys, bool *isnull)
  * ---------------------------------------------------------------------
  */
 
-static void
-deltalog_xact_callback(XactEvent event, void *arg)
+void
+uc_background_xact_event(XactEvent event)
 {
 	switch (event)
 	{
@@ -740,5 +740,4 @@ void
 uc_background_init(void)
 {
 	CacheRegisterRelcacheCallback(forget_log, (Datum) 0);
-	RegisterXactCallback(deltalog_xact_callback, NULL);
 }

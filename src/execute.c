@@ -56,33 +56,28 @@ static bool uc_pending_update = false;
 
 /*
  * A statement that fails between its SET clause and its RETURNING leaves
- * the flag set: clear it when its (sub)transaction aborts.  This matters
+ * the flag set: clear it when its (sub)transaction aborts (called from the
+ * extension's one transaction callback, upsert_counter.c).  This matters
  * where the flag is kept for a statement run by another backend (a Citus
  * coordinator's, through functions declared immutable, with no function
  * clearing it per proposed row: sqlgen.c); here run_plan() restores it
  * anyway.
  */
-static void
-write_xact_callback(XactEvent event, void *arg)
+void
+uc_write_xact_event(XactEvent event)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		uc_pending_update = false;
 }
 
-static void
-write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
+void
+uc_write_subxact_event(SubXactEvent event)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		uc_pending_update = false;
 }
 
-void
-uc_write_init(void)
-{
-	RegisterXactCallback(write_xact_callback, NULL);
-	RegisterSubXactCallback(write_subxact_callback, NULL);
-}
+
 
 /* What one execution did */
 typedef struct UcOutcome

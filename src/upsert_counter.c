@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "executor/nodeAgg.h"
 #include "fmgr.h"
@@ -67,6 +68,28 @@ static const struct config_enum_entry uc_flush_options[] = {
 };
 
 void		_PG_init(void);
+
+/*
+ * The extension's one transaction and subtransaction callback: each layer
+ * that keeps state across a call gets the events in turn, the commit-mode
+ * buffer first (its pre-commit write may fail the commit), background
+ * mode's worker start last (after the commit).
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	uc_buffer_xact_event(event);
+	uc_write_xact_event(event);
+	uc_background_xact_event(event);
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	uc_buffer_subxact_event(event, mySubid, parentSubid);
+	uc_write_subxact_event(event);
+}
 
 void
 _PG_init(void)
@@ -136,10 +159,10 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("upsert_counter");
 	uc_cache_init();
-	uc_write_init();
-	uc_buffer_init();
 	uc_background_init();
 	uc_fastpath_init();
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
 }
 
 /*

@@ -13,14 +13,18 @@
  *
  *	upsert_counter.h	entry points
  *		upsert_counter.c	module set-up, the settings, the SQL-callable
- *							functions
+ *							functions, the one transaction callback
  *		fastpath.c	the planner hook that runs a FROM-less call of the
  *					aggregate as a plain function call
+ *	background.h	background mode
+ *		deltalog.c	the log a call appends its rows to, reading it back,
+ *					upsert_counter_read()
+ *		fold.c		the fold: a target's logged rows merged and written,
+ *					exactly once; the background worker; upsert_counter_fold()
  *	buffer.h		commit mode
  *		buffer.c	the per-transaction buffer of upsert_counter.flush =
  *					'commit', its owners (user, security context,
- *					subtransaction), and its write just before commit; the
- *					only transaction callbacks
+ *					subtransaction), and its write just before commit
  *	batch.h			accumulation
  *		batch.c		the aggregate's state: merging rows with equal keys
  *					and writing them sorted, in chunks
@@ -57,7 +61,7 @@
 #ifndef UPSERT_COUNTER_H
 #define UPSERT_COUNTER_H
 
-#include "buffer.h"
+#include "background.h"
 
 /* fastpath.c */
 extern void uc_fastpath_init(void);

@@ -13,6 +13,8 @@
 
 #include "cache.h"
 
+#include "access/xact.h"
+
 /* upsert_counter.batch_size: rows per statement */
 extern int	uc_batch_size;
 
@@ -28,7 +30,8 @@ extern void uc_write_rows(const UcCacheEntry *held, int64 n,
 extern Datum uc_row_to_jsonb(Oid relid, TupleDesc rowdesc, HeapTuple tuple);
 
 /* the counting flag the generated statements keep (sqlgen.c) */
-extern void uc_write_init(void);
+extern void uc_write_xact_event(XactEvent event);
+extern void uc_write_subxact_event(SubXactEvent event);
 extern void uc_note_row(void);
 extern void uc_note_update(void);
 extern bool uc_take_update(void);
