@@ -218,7 +218,93 @@ SET upsert_counter.fast_update = on;
 SELECT upsert_increment('s_exec', '{"k": 1}', '{"n": 1}');
 RESET upsert_counter.fast_update;
 
-DROP TABLE s_ro, s_part, s_pub, s_def, s_parent, s_child, s_oid, s_acl, s_tm, s_chk, s_exec;
+-- 12. ON CONFLICT reads the arbiter's columns, whatever its action: with
+-- no SELECT on a key column the statement is refused, and so is the call,
+-- in commit mode at the call (not at commit).
+CREATE TABLE s_keysel (k int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+GRANT INSERT (k, n), UPDATE (n), SELECT (n) ON s_keysel TO regress_uc_columns;
+SET ROLE regress_uc_columns;
+INSERT INTO s_keysel AS t (k, n) VALUES (1, 1) ON CONFLICT (k) DO UPDATE SET n = t.n + EXCLUDED.n;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO s_keysel (k) VALUES (1) ON CONFLICT (k) DO NOTHING;
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{}');
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+SET LOCAL upsert_counter.flush = commit;
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+GRANT SELECT (k) ON s_keysel TO regress_uc_columns;
+SET ROLE regress_uc_columns;
+BEGIN;
+SET LOCAL upsert_counter.flush = commit;
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{"n": 1}');
+COMMIT;
+RESET ROLE;
+SELECT * FROM s_keysel;
+-- the same for an assigned column: SET label = EXCLUDED.label reads it
+ALTER TABLE s_keysel ADD COLUMN label text;
+GRANT INSERT (label), UPDATE (label) ON s_keysel TO regress_uc_columns;
+SET ROLE regress_uc_columns;
+INSERT INTO s_keysel AS t (k, label) VALUES (1, 'a') ON CONFLICT (k) DO UPDATE SET label = EXCLUDED.label;
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{}', '{"label": "a"}');
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+SET LOCAL upsert_counter.flush = commit;
+SELECT upsert_increment('s_keysel', '{"k": 1}', '{}', '{"label": "a"}');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+
+-- 13. A trigger that rolls back a subtransaction of its own (an EXCEPTION
+-- block) between the row's SET clause and its RETURNING leaves the row
+-- counted as what it is: updated.
+CREATE TABLE s_sub (k int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+CREATE FUNCTION s_sub_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN
+        NULL;
+    END;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER s_sub BEFORE UPDATE ON s_sub FOR EACH ROW EXECUTE FUNCTION s_sub_fn();
+SELECT upsert_increment('s_sub', '{"k": 1}', '{"n": 1}');
+SELECT upsert_increment('s_sub', '{"k": 1}', '{"n": 1}');
+SELECT upsert_increment('s_sub', jsonb_build_object('k', g), '{"n": 1}') FROM generate_series(1, 2) g;
+SELECT inserted, new_row ->> 'n' AS n FROM upsert_increment_returning('s_sub', '{"k": 1}', '{"n": 1}');
+SELECT * FROM s_sub ORDER BY k;
+
+-- 14. Typed batches of arrays of a type with a typmod: the typmod applies
+-- to each element before rows are merged, as the statement's assignment
+-- applies it: keys {1.004} and {1.001} are both {1.00}, one key, whose
+-- later label wins (not two keys written in key order, the earlier label
+-- last).
+CREATE TABLE s_arr (k numeric(6, 2)[] PRIMARY KEY, n int NOT NULL DEFAULT 0,
+                    label varchar(3)[]);
+SELECT upsert_increment_rows('s_arr', r, '{n}', '{label}')
+FROM (VALUES (ARRAY[1.004], 1, ARRAY['a']::varchar[]), (ARRAY[1.001], 1, ARRAY['b']::varchar[])) r(k, n, label);
+INSERT INTO s_arr AS t (k, n, label) VALUES (ARRAY[11.004], 1, ARRAY['a']::varchar[])
+ON CONFLICT (k) DO UPDATE SET n = t.n + EXCLUDED.n, label = EXCLUDED.label;
+INSERT INTO s_arr AS t (k, n, label) VALUES (ARRAY[11.001], 1, ARRAY['b']::varchar[])
+ON CONFLICT (k) DO UPDATE SET n = t.n + EXCLUDED.n, label = EXCLUDED.label;
+SELECT * FROM s_arr ORDER BY k;
+SELECT upsert_increment_rows('s_arr', r, '{n}', '{label}')
+FROM (SELECT ARRAY[1.00] AS k, 1 AS n, ARRAY['ab', 'long']::varchar[] AS label) r;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO s_arr AS t (k, n, label) VALUES (ARRAY[1.00], 1, ARRAY['ab', 'long']::varchar[])
+ON CONFLICT (k) DO UPDATE SET n = t.n + EXCLUDED.n, label = EXCLUDED.label;
+\echo :LAST_ERROR_SQLSTATE
+
+DROP TABLE s_ro, s_part, s_pub, s_def, s_parent, s_child, s_oid, s_acl, s_tm, s_chk, s_exec,
+    s_keysel, s_sub, s_arr;
+DROP FUNCTION s_sub_fn();
 DROP FUNCTION s_default();
 DROP SEQUENCE s_seq;
 DROP ROLE regress_uc_columns;

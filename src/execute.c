@@ -54,6 +54,9 @@
 /* Whether the row being written now took the ON CONFLICT DO UPDATE path */
 static bool uc_pending_update = false;
 
+/* The (sub)transaction nesting level that set it */
+static int	uc_pending_level = 0;
+
 /*
  * A statement that fails between its SET clause and its RETURNING leaves
  * the flag set: clear it when its (sub)transaction aborts (called from the
@@ -73,7 +76,12 @@ uc_write_xact_event(XactEvent event)
 void
 uc_write_subxact_event(SubXactEvent event)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	/*
+	 * Only a subtransaction the flag was set in: one a trigger of the row
+	 * ran and rolled back (an EXCEPTION block) leaves the row's flag alone.
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB &&
+		uc_pending_level >= GetCurrentTransactionNestLevel())
 		uc_pending_update = false;
 }
 
@@ -99,6 +107,7 @@ void
 uc_note_update(void)
 {
 	uc_pending_update = true;
+	uc_pending_level = GetCurrentTransactionNestLevel();
 }
 
 /* upsert_counter_take_update(): did the row just written take it? */
@@ -154,6 +163,7 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 {
 	const UcShape *s = uc_entry_shape(entry);
 	bool		saved = uc_pending_update;
+	int			saved_level = uc_pending_level;
 	SPIPlanPtr	plan = uc_cache_begin_execute(entry, form);
 	volatile int rc = 0;
 
@@ -165,6 +175,7 @@ run_plan(UcCacheEntry *entry, UcForm form, Datum *values, const char *nulls,
 	{
 		uc_cache_end_execute(entry);
 		uc_pending_update = saved;
+		uc_pending_level = saved_level;
 	}
 	PG_END_TRY();
 

@@ -219,6 +219,10 @@ field_to_column(UcRowMap *map, int a, Datum value, const UcColumn *col)
 		if (OidIsValid(col->typmodfn.fn_oid))
 			return FunctionCall3((FmgrInfo *) &col->typmodfn, value,
 								 Int32GetDatum(col->typmod), BoolGetDatum(false));
+		if (OidIsValid(col->typmodoutfn.fn_oid))
+			return InputFunctionCall((FmgrInfo *) &col->inputfn,
+									 OutputFunctionCall((FmgrInfo *) &col->typmodoutfn, value),
+									 col->ioparam, col->typmod);
 		return value;
 	}
 	if (is_integer_type(atttype) && is_integer_type(col->typid))

@@ -172,12 +172,29 @@ resolve_column(Relation rel, const UcArgs *args, int i, UcRole role,
 		ReleaseSysCache(typtup);
 	}
 	col->typmodfn.fn_oid = InvalidOid;
+	col->typmodoutfn.fn_oid = InvalidOid;
 	if (col->typmod >= 0)
 	{
 		Oid			funcid;
 
-		if (find_typmod_coercion_function(col->typid, &funcid) == COERCION_PATH_FUNC)
-			fmgr_info_cxt(funcid, &col->typmodfn, cxt);
+		switch (find_typmod_coercion_function(col->typid, &funcid))
+		{
+			case COERCION_PATH_FUNC:
+				fmgr_info_cxt(funcid, &col->typmodfn, cxt);
+				break;
+			case COERCION_PATH_ARRAYCOERCE:
+				{
+					/* varchar(3)[]: array_in() applies the typmod per element */
+					Oid			outfn;
+					bool		isvarlena;
+
+					getTypeOutputInfo(col->typid, &outfn, &isvarlena);
+					fmgr_info_cxt(outfn, &col->typmodoutfn, cxt);
+					break;
+				}
+			default:
+				break;
+		}
 	}
 
 	if (role == UC_DELTA && !is_delta_type(col->basetypid))
@@ -480,8 +497,10 @@ uc_shape_compatible(const UcShape *a, const UcShape *b)
 /*
  * The privileges an INSERT ... ON CONFLICT DO UPDATE of this shape needs,
  * checked now, for commit mode, whose write comes later: INSERT on every
- * column, UPDATE on deltas and assigned columns, SELECT on deltas (the SET
- * clause reads them).  The executor checks again when the row is written,
+ * column, UPDATE on deltas and assigned columns, SELECT on them too (the
+ * SET clause reads t.n and EXCLUDED.n, and reading EXCLUDED.label needs
+ * SELECT on label) and on keys (ON CONFLICT reads the arbiter's columns,
+ * whatever its action).  The executor checks again when the row is written,
  * as the user who buffered it.
  */
 void
@@ -496,10 +515,11 @@ uc_shape_check_privileges(const UcShape *shape, Oid userid)
 		const UcColumn *col = &shape->cols[i];
 		AclMode		need = ACL_INSERT;
 
-		if (col->role == UC_DELTA)
+		/* ON CONFLICT reads the arbiter's columns, whatever its action */
+		if (col->role == UC_KEY)
+			need |= ACL_SELECT;
+		else if (col->role == UC_DELTA || col->role == UC_ASSIGN)
 			need |= ACL_UPDATE | ACL_SELECT;
-		else if (col->role == UC_ASSIGN)
-			need |= ACL_UPDATE;
 		need &= ~onrel;
 		for (AclMode bit = ACL_INSERT; need != 0; bit <<= 1)
 		{

@@ -36,6 +36,10 @@ typedef struct UcColumn
 	FmgrInfo	typmodfn;		/* the type's length coercion to typmod, if
 								 * the column has a typmod and the type one
 								 * (fn_oid InvalidOid otherwise) */
+	FmgrInfo	typmodoutfn;	/* an array of a type with a typmod: its
+								 * output function, to apply the typmod to
+								 * each element through the input function
+								 * (fn_oid InvalidOid otherwise) */
 	FmgrInfo	sendfn;			/* binary output and input, for background */
 	FmgrInfo	recvfn;			/* mode's log (fn_oid InvalidOid if the type
 								 * has none) */
