@@ -122,6 +122,20 @@ INSERT INTO cit_hash_77 VALUES (1, '2026-11-22', 1);
 SELECT upsert_increment('cit_hash', jsonb_build_object('tenant', tenant, 'day', day), '{"hits": 1}')
 FROM cit_hash_77;
 SELECT sum(hits) AS hits FROM cit_hash;
+-- a shard of a table whose name is too long for "_<shardid>": Citus
+-- clips the name and adds the name's hash (hashtext() is the same hash)
+CREATE TABLE cit_long_name_that_is_too_long_for_a_shard_id_to_be_added (tenant int);
+INSERT INTO pg_catalog.pg_dist_shard VALUES
+  ('cit_long_name_that_is_too_long_for_a_shard_id_to_be_added', 102008, NULL, NULL);
+SELECT format('%s_%s_102008', left(n, 47), lpad(to_hex(hashtext(n)), 8, '0')) AS long_shard
+FROM (SELECT 'cit_long_name_that_is_too_long_for_a_shard_id_to_be_added' AS n) s \gset
+SELECT :'long_shard' AS long_shard, length(:'long_shard');
+CREATE TABLE :"long_shard" (tenant int, day date, hits bigint);
+INSERT INTO :"long_shard" VALUES (1, '2026-11-22', 1);
+SELECT tenant, upsert_increment('cit_hash', jsonb_build_object('tenant', tenant, 'day', day), '{"hits": 1}')
+FROM :"long_shard" GROUP BY tenant, day;
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE :"long_shard", cit_long_name_that_is_too_long_for_a_shard_id_to_be_added;
 DROP TABLE cit_hash_2, cit_hash_77;
 -- a distribution column the call does not name (here not a key): no split
 INSERT INTO pg_catalog.pg_dist_partition VALUES ('cit_local', 'h', cit_partkey('cit_local', 'hits'));

@@ -29,11 +29,13 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/hash.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "nodes/execnodes.h"
 #include "nodes/extensible.h"
 #include "nodes/nodeFuncs.h"
@@ -251,8 +253,33 @@ uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull)
 }
 
 /*
- * Is the relation a shard of a Citus table, as Citus names shards:
- * "<table>_<shardid>", with that shard id in pg_dist_shard for that table?
+ * The name Citus gives shard shardid of a table named name (Citus'
+ * AppendShardIdToName()): "<name>_<shardid>", or, where that would not
+ * fit in NAMEDATALEN - 1 bytes, the name clipped, "_", its hash in eight
+ * hex digits, and "_<shardid>".
+ */
+static void
+citus_shard_name(const char *name, int64 shardid, char *out)
+{
+	char		suffix[NAMEDATALEN];
+	int			len = strlen(name);
+	int			suffixlen;
+
+	snprintf(suffix, sizeof(suffix), "_" INT64_FORMAT, shardid);
+	suffixlen = strlen(suffix);
+	if (len < NAMEDATALEN - suffixlen)
+		snprintf(out, NAMEDATALEN, "%s%s", name, suffix);
+	else
+		snprintf(out, NAMEDATALEN, "%.*s_%.8x%s",
+				 pg_mbcliplen(name, len, NAMEDATALEN - suffixlen - 10), name,
+				 DatumGetUInt32(hash_any((const unsigned char *) name, len)),
+				 suffix);
+}
+
+/*
+ * Is the relation a shard of a Citus table, as Citus names shards
+ * (citus_shard_name()), with that shard id in pg_dist_shard for that
+ * table, in the table's schema?
  */
 static bool
 is_shard(Relation scanned)
@@ -291,11 +318,13 @@ is_shard(Relation scanned)
 																RelationGetDescr(rel),
 																&isnull));
 			char	   *logicalname = isnull ? NULL : get_rel_name(logical);
+			char		shardname[NAMEDATALEN];
 
-			found = logicalname != NULL &&
-				strlen(logicalname) == (size_t) (sep - name) &&
-				strncmp(logicalname, name, sep - name) == 0 &&
-				get_rel_namespace(logical) == RelationGetNamespace(scanned);
+			if (logicalname == NULL ||
+				get_rel_namespace(logical) != RelationGetNamespace(scanned))
+				continue;
+			citus_shard_name(logicalname, shardid, shardname);
+			found = strcmp(shardname, name) == 0;
 		}
 		systable_endscan(scan);
 	}
