@@ -36,7 +36,8 @@ COMMENT ON FUNCTION upsert_counter_take_update() IS
 CREATE TABLE upsert_counter_delta (
 	id			bigint GENERATED ALWAYS AS IDENTITY,
 	target		regclass NOT NULL,
-	caller		regrole NOT NULL,
+	caller		oid NOT NULL,			-- the role that logged the row ...
+	caller_name	name NOT NULL,			-- ... and its name, for after a restore
 	names		text[] NOT NULL,		-- column names, role by role
 	nrole		smallint[] NOT NULL,	-- keys, deltas, assign, on_insert
 	types		regtype[] NOT NULL,		-- each value's type when logged
@@ -49,9 +50,11 @@ REVOKE ALL ON upsert_counter_delta FROM PUBLIC;
 ALTER TABLE upsert_counter_delta SET (autovacuum_vacuum_scale_factor = 0.0,
 	autovacuum_vacuum_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0.0,
 	autovacuum_vacuum_insert_threshold = 10000);
--- pending deltas are data: pg_dump keeps them
+-- pending deltas are data: pg_dump keeps them, also when the database's
+-- owner runs it
 SELECT pg_catalog.pg_extension_config_dump('upsert_counter_delta', '');
 SELECT pg_catalog.pg_extension_config_dump('upsert_counter_delta_id_seq', '');
+GRANT SELECT ON upsert_counter_delta, upsert_counter_delta_id_seq TO pg_database_owner;
 
 COMMENT ON TABLE upsert_counter_delta IS
 'background mode: rows logged by upsert_increment() and not yet folded into their target';
@@ -80,7 +83,10 @@ SELECT coalesce(d.target, s.target) AS target,
 	   d.oldest AS oldest_logged_at,
 	   pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest AS oldest_age,
 	   s.last_fold, s.folded, s.last_lag,
-	   s.last_error, s.last_sqlstate, s.last_error_at, s.failures
+	   -- the message may quote a row: for who may read all of the table
+	   CASE WHEN pg_catalog.has_table_privilege(coalesce(d.target, s.target), 'SELECT') IS TRUE
+			THEN s.last_error END AS last_error,
+	   s.last_sqlstate, s.last_error_at, s.failures
 FROM (SELECT target, pg_catalog.count(*) AS pending, pg_catalog.min(logged_at) AS oldest
 	  FROM @extschema@.upsert_counter_delta GROUP BY target) d
 	 FULL JOIN @extschema@.upsert_counter_fold_status s ON s.target OPERATOR(pg_catalog.=) d.target
@@ -100,7 +106,7 @@ AS 'MODULE_PATHNAME', 'upsert_counter_fold'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION upsert_counter_fold(regclass) IS
-'background mode: fold the pending deltas of target (or of every target the caller may insert into) now, in this transaction';
+'background mode: fold the pending deltas of target (or of every target the caller may insert into) now, in this transaction; returns the logged rows folded and withheld, and the table rows inserted and updated';
 
 -- A counter row as it will be once everything pending is folded.
 CREATE FUNCTION upsert_counter_read(target regclass, keys jsonb)
@@ -111,7 +117,7 @@ LANGUAGE C STABLE PARALLEL UNSAFE;
 COMMENT ON FUNCTION upsert_counter_read(regclass, jsonb) IS
 'background mode: the row with these keys as to_jsonb() gives it, with the deltas not yet folded applied; NULL if neither exists';
 
--- Drop the pending deltas of a target (one that was dropped, say).
+-- Drop the pending deltas of a target (before dropping the table, say).
 CREATE FUNCTION upsert_counter_discard(target regclass)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'upsert_counter_discard'
@@ -140,3 +146,17 @@ LANGUAGE C IMMUTABLE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION upsert_counter_citus_take_update(anyelement) IS
 'internal: whether the row just written to a partitioned Citus table was updated; clears the mark (declared immutable for Citus; its argument is a row value only so that it is never folded)';
+
+-- A table with rows logged in background mode and not folded yet cannot be
+-- dropped: its rows could never be folded, and a dump would carry them as
+-- a bare OID that may name another table after a restore.
+CREATE FUNCTION upsert_counter_sql_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'upsert_counter_sql_drop'
+LANGUAGE C;
+
+COMMENT ON FUNCTION upsert_counter_sql_drop() IS
+'internal: refuses to drop a table that has rows logged in background mode and not folded yet';
+
+CREATE EVENT TRIGGER upsert_counter_sql_drop ON sql_drop
+	EXECUTE FUNCTION upsert_counter_sql_drop();

@@ -21,7 +21,7 @@ SELECT upsert_increment_rows('bg_other', r, '{hits}') FROM (SELECT g % 2 AS id, 
 SELECT count(*) AS table_rows FROM bg_hits;
 SELECT target, pending, oldest_age IS NOT NULL AS has_age FROM upsert_counter_backlog ORDER BY target::text;
 -- what is logged: names role by role, types, values in binary form
-SELECT target, caller, names, nrole, types FROM upsert_counter_delta ORDER BY id;
+SELECT target, caller::regrole, caller_name, names, nrole, types FROM upsert_counter_delta ORDER BY id;
 
 -- Exact reads include what is pending.
 SELECT upsert_counter_read('bg_hits', '{"k": 1}');
@@ -99,49 +99,64 @@ SELECT upsert_increment('bg_hits', '{"k": 1}', '{"n": 1}');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 
--- A fold that fails keeps its rows and records why; other targets fold.
+-- A key whose rows fail keeps them, and its error is recorded; the
+-- target's other keys and other targets fold.
 SELECT upsert_increment('bg_hits', '{"k": 2}', '{"n": 600}');
 SELECT upsert_increment('bg_hits', '{"k": 2}', '{"n": 600}');
+SELECT upsert_increment('bg_hits', '{"k": 10}', '{"n": 1}');
 SELECT upsert_increment('bg_other', '{"id": 7}', '{"hits": 1}');
 SELECT upsert_counter_fold('bg_hits');
-\echo :LAST_ERROR_SQLSTATE
+SELECT k, n FROM bg_hits WHERE k IN (2, 10) ORDER BY k;
 SELECT upsert_counter_fold('bg_other');
-SELECT target, pending FROM upsert_counter_backlog WHERE pending > 0;
+SELECT target, pending, last_sqlstate, last_error, failures FROM upsert_counter_backlog WHERE pending > 0;
 -- the DBA widens the check; the rows fold
 ALTER TABLE bg_hits DROP CONSTRAINT bg_hits_n_check;
 SELECT upsert_counter_fold('bg_hits');
 SELECT n FROM bg_hits WHERE k = 2;
+SELECT target, pending, last_sqlstate, failures FROM upsert_counter_backlog WHERE target = 'bg_hits'::regclass;
 
 -- DDL on the target while rows are pending.
 SELECT upsert_increment('bg_hits', '{"k": 3}', '{"n": 1}', '{"label": "ddl"}');
 -- a new column: nothing changes
 ALTER TABLE bg_hits ADD COLUMN extra int DEFAULT 7;
--- a renamed column: the fold fails and keeps the rows until it is back
+-- a renamed column: the fold withholds the rows until it is back
 ALTER TABLE bg_hits RENAME COLUMN label TO tag;
 SELECT upsert_counter_fold('bg_hits');
-\echo :LAST_ERROR_SQLSTATE
+SELECT pending, last_sqlstate FROM upsert_counter_backlog WHERE target = 'bg_hits'::regclass;
 ALTER TABLE bg_hits RENAME COLUMN tag TO label;
 -- a changed type: the logged value is converted as through text
 ALTER TABLE bg_hits ALTER COLUMN n TYPE numeric;
 SELECT upsert_counter_read('bg_hits', '{"k": 3}') ->> 'n' AS n;
 SELECT upsert_counter_fold('bg_hits');
 SELECT k, n, label, extra FROM bg_hits WHERE k = 3;
--- a dropped target: its rows stay, reported, until discarded
-CREATE TABLE bg_gone (k int PRIMARY KEY, n int);
-SELECT upsert_increment('bg_gone', '{"k": 1}', '{"n": 1}');
-SELECT 'bg_gone'::regclass::oid AS gone_oid \gset
-DROP TABLE bg_gone;
+-- a table with pending rows cannot be dropped (they could never be folded),
+-- also not with its schema; discarded, it can
+CREATE SCHEMA bg_s;
+CREATE TABLE bg_s.bg_gone (k int PRIMARY KEY, n int);
+SELECT upsert_increment('bg_s.bg_gone', '{"k": 1}', '{"n": 1}');
+SELECT upsert_increment('bg_s.bg_gone', '{"k": 2}', '{"n": 1}');
+DROP TABLE bg_s.bg_gone;
+\echo :LAST_ERROR_SQLSTATE
+DROP SCHEMA bg_s CASCADE;
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_counter_discard('bg_s.bg_gone');
+DROP SCHEMA bg_s CASCADE;
+-- rows for a target that is gone all the same (dropped with event triggers
+-- off): the fold says so; the log's owner discards them
+INSERT INTO upsert_counter_delta (target, caller, caller_name, names, nrole, types, vals)
+VALUES (4000000000::oid, 10, 'postgres', '{k,n}', '{1,1,0,0}', '{int4,int4}', '{"\\x00000001","\\x00000001"}');
 \set VERBOSITY sqlstate
-SELECT upsert_counter_fold(:gone_oid);
+SELECT upsert_counter_fold(4000000000::oid);
 \set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
-SELECT pending FROM upsert_counter_backlog WHERE target = :gone_oid;
-SELECT upsert_counter_discard(:gone_oid);
-SELECT count(*) FROM upsert_counter_backlog WHERE target = :gone_oid AND pending > 0;
+SELECT pending FROM upsert_counter_backlog WHERE target = 4000000000::oid;
+SELECT upsert_counter_discard(4000000000::oid);
+SELECT count(*) FROM upsert_counter_backlog WHERE target = 4000000000::oid AND pending > 0;
 
 -- Privileges: the caller needs what the statement needs, at the call; the
 -- fold writes as the caller (a trigger sees who); the log is no one's to
--- write or read but the extension owner's.
+-- write but the extension owner's, and no one's to read but its and the
+-- database owner's.
 CREATE ROLE regress_uc_bg;
 CREATE ROLE regress_uc_bg_none;
 GRANT INSERT (k, n), UPDATE (n), SELECT (k, n) ON bg_hits TO regress_uc_bg;
@@ -155,8 +170,8 @@ SELECT upsert_increment('bg_hits', '{"k": 8}', '{"n": 1}');
 -- no UPDATE on label: refused at the call, as the statement would be
 SELECT upsert_increment('bg_hits', '{"k": 8}', '{"n": 1}', '{"label": "x"}');
 \echo :LAST_ERROR_SQLSTATE
-INSERT INTO upsert_counter_delta (target, caller, names, nrole, types, vals)
-VALUES ('bg_hits', 'postgres', '{k,n}', '{1,1,0,0}', '{int4,int8}', '{"\\x00000009","\\x00000000000003e8"}');
+INSERT INTO upsert_counter_delta (target, caller, caller_name, names, nrole, types, vals)
+VALUES ('bg_hits', 10, 'postgres', '{k,n}', '{1,1,0,0}', '{int4,int8}', '{"\\x00000009","\\x00000000000003e8"}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM upsert_counter_delta;
 \echo :LAST_ERROR_SQLSTATE
@@ -174,6 +189,70 @@ SELECT count(*) AS visible FROM upsert_counter_backlog;
 RESET ROLE;
 SELECT who, k FROM bg_who ORDER BY k, who;
 SELECT n FROM bg_hits WHERE k = 8;
+-- ON CONFLICT reads the key columns: without SELECT on them, refused at
+-- the call
+CREATE ROLE regress_uc_bg_nokey;
+GRANT INSERT (k, n), UPDATE (n), SELECT (n) ON bg_hits TO regress_uc_bg_nokey;
+SET ROLE regress_uc_bg_nokey;
+SELECT upsert_increment('bg_hits', '{"k": 8}', '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- Rows are folded in log order per key, across users: a key whose row
+-- fails is withheld with every later row of it, whoever logged them, so
+-- that a later assignment is never overtaken by an earlier one; other
+-- keys fold.  The error shows only to who may read the whole table.
+GRANT INSERT (label), UPDATE (label), SELECT (label) ON bg_hits TO regress_uc_bg;
+ALTER TABLE bg_hits ADD CONSTRAINT bg_hits_n_check CHECK (n < 1000) NOT VALID;
+SELECT upsert_increment('bg_hits', '{"k": 11}', '{"n": 1200}', '{"label": "a"}');
+SET ROLE regress_uc_bg;
+SELECT upsert_increment('bg_hits', '{"k": 11}', '{"n": 1}', '{"label": "b"}');
+SELECT upsert_increment('bg_hits', '{"k": 12}', '{"n": 1}', '{"label": "c"}');
+RESET ROLE;
+SELECT upsert_counter_fold('bg_hits');
+SELECT k, n, label FROM bg_hits WHERE k IN (11, 12) ORDER BY k;
+SET ROLE regress_uc_bg;
+SELECT pending, last_sqlstate, last_error IS NULL AS error_hidden FROM upsert_counter_backlog;
+RESET ROLE;
+SELECT pending, last_sqlstate, last_error IS NULL AS error_hidden FROM upsert_counter_backlog
+WHERE target = 'bg_hits'::regclass;
+ALTER TABLE bg_hits DROP CONSTRAINT bg_hits_n_check;
+SELECT upsert_counter_fold('bg_hits');
+SELECT k, n, label FROM bg_hits WHERE k = 11;
+SELECT who, k FROM bg_who WHERE k IN (11, 12) ORDER BY k, who;
+
+-- The fold finds a logged row's user by OID while it has the logged name,
+-- else by name (a dump restored elsewhere); with neither, the rows wait.
+SET ROLE regress_uc_bg;
+SELECT upsert_increment('bg_hits', '{"k": 13}', '{"n": 1}');
+RESET ROLE;
+ALTER ROLE regress_uc_bg RENAME TO regress_uc_bg_renamed;
+SELECT upsert_counter_fold('bg_hits');
+SELECT pending, last_sqlstate FROM upsert_counter_backlog WHERE target = 'bg_hits'::regclass;
+CREATE ROLE regress_uc_bg;
+GRANT INSERT (k, n), UPDATE (n), SELECT (k, n) ON bg_hits TO regress_uc_bg;
+GRANT INSERT ON bg_who TO regress_uc_bg;
+SELECT upsert_counter_fold('bg_hits');
+SELECT who, k FROM bg_who WHERE k = 13;
+
+-- What background mode refuses at the call: tables the fold could not
+-- write as the call would have.
+CREATE TEMP TABLE bg_temp (k int PRIMARY KEY, n int);
+SELECT upsert_increment('bg_temp', '{"k": 1}', '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE bg_rls (k int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+ALTER TABLE bg_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bg_rls_all ON bg_rls USING (true);
+GRANT INSERT, UPDATE, SELECT ON bg_rls TO regress_uc_bg;
+SET ROLE regress_uc_bg;
+SELECT upsert_increment('bg_rls', '{"k": 1}', '{"n": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT upsert_increment('bg_rls', jsonb_build_object('k', g), '{"n": 1}') FROM generate_series(1, 2) g;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- (the table's owner is not subject to its policies)
+SELECT upsert_increment('bg_rls', '{"k": 1}', '{"n": 1}');
+SELECT upsert_counter_fold('bg_rls');
 
 -- Commit mode and background mode do not mix their rows.
 BEGIN;
@@ -189,7 +268,7 @@ SELECT upsert_counter_fold();
 
 RESET upsert_counter.flush;
 RESET upsert_counter.fold_worker;
-DROP TABLE bg_hits, bg_other, bg_who;
+DROP TABLE bg_hits, bg_other, bg_who, bg_temp, bg_rls;
 DROP FUNCTION bg_who_fn();
-DROP ROLE regress_uc_bg, regress_uc_bg_none;
+DROP ROLE regress_uc_bg, regress_uc_bg_renamed, regress_uc_bg_none, regress_uc_bg_nokey;
 TRUNCATE upsert_counter_fold_status;

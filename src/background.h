@@ -21,12 +21,29 @@ extern int	uc_fold_interval;		/* upsert_counter.fold_interval, ms */
 extern int	uc_fold_batch_size;		/* upsert_counter.fold_batch_size */
 extern int	uc_fold_idle_exit;		/* upsert_counter.fold_idle_exit, s */
 
+/*
+ * The log's columns, in the order of the table and of every query that
+ * reads it (UC_LOG_COLUMNS)
+ */
+#define UC_LOG_ID			1
+#define UC_LOG_TARGET		2
+#define UC_LOG_CALLER		3
+#define UC_LOG_CALLER_NAME	4
+#define UC_LOG_NAMES		5
+#define UC_LOG_NROLE		6
+#define UC_LOG_TYPES		7
+#define UC_LOG_VALS			8
+#define UC_LOG_LOGGED_AT	9
+#define UC_LOG_NATTS		9
+#define UC_LOG_COLUMNS \
+	"id, target, caller, caller_name, names, nrole, types, vals, logged_at"
+
 /* A row of the log, decoded */
 typedef struct UcLoggedRow
 {
 	int64		id;
 	Oid			target;
-	Oid			caller;
+	Oid			caller;			/* as logged: see fold_caller() */
 	TimestampTz logged_at;
 	UcArgs		args;			/* names per role, and the cache key */
 	Oid		   *types;			/* per column: the value's type when logged */
@@ -51,6 +68,8 @@ extern void uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
 extern Datum uc_log_value(const UcShape *shape, int col, const UcLoggedRow *row,
 						  bool *isnull);
 extern Datum uc_log_read(Oid relid, Jsonb *keys, bool *isnull);
+extern void uc_log_sql_drop(void);
+extern void uc_run_restricted_as(Oid userid, void (*fn) (void *), void *arg);
 
 /* fold.c */
 extern void uc_fold_ensure_worker(void);

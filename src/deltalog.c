@@ -41,6 +41,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -48,6 +49,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -56,9 +58,6 @@
 #include "utils/typcache.h"
 
 #include "background.h"
-
-/* The log's columns: id, target, caller, names, nrole, types, vals, logged_at */
-#define UC_LOG_NATTS 8
 
 /* The log table, its owner and its id sequence; reset by invalidations */
 static Oid	log_relid = InvalidOid;
@@ -200,15 +199,17 @@ log_row(const UcShape *shape, const Datum *values, const bool *nulls,
 		Datum		row[UC_LOG_NATTS];
 		bool		rownulls[UC_LOG_NATTS] = {false};
 
-		row[0] = Int64GetDatum(nextval_internal(log_idseq, true));
-		row[1] = ObjectIdGetDatum(shape->relid);
-		row[2] = ObjectIdGetDatum(caller);
-		row[3] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
-		row[4] = PointerGetDatum(construct_array(nrole, UC_NROLES, INT2OID, 2, true, TYPALIGN_SHORT));
-		row[5] = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
-		row[6] = PointerGetDatum(construct_md_array(vals, valnulls, 1, dims, lbs,
-													BYTEAOID, -1, false, TYPALIGN_INT));
-		row[7] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		row[UC_LOG_ID - 1] = Int64GetDatum(nextval_internal(log_idseq, true));
+		row[UC_LOG_TARGET - 1] = ObjectIdGetDatum(shape->relid);
+		row[UC_LOG_CALLER - 1] = ObjectIdGetDatum(caller);
+		row[UC_LOG_CALLER_NAME - 1] = DirectFunctionCall1(namein,
+														  CStringGetDatum(GetUserNameFromId(caller, false)));
+		row[UC_LOG_NAMES - 1] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+		row[UC_LOG_NROLE - 1] = PointerGetDatum(construct_array(nrole, UC_NROLES, INT2OID, 2, true, TYPALIGN_SHORT));
+		row[UC_LOG_TYPES - 1] = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
+		row[UC_LOG_VALS - 1] = PointerGetDatum(construct_md_array(vals, valnulls, 1, dims, lbs,
+																  BYTEAOID, -1, false, TYPALIGN_INT));
+		row[UC_LOG_LOGGED_AT - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		insert_log_row(row, rownulls);
 	}
 	PG_FINALLY();
@@ -217,6 +218,33 @@ log_row(const UcShape *shape, const Datum *values, const bool *nulls,
 	}
 	PG_END_TRY();
 	logged_in_xact = true;
+}
+
+/*
+ * What a call checks before it logs rows of a shape, as the statement it
+ * stands for would check them: the user's privileges; and what background
+ * mode refuses, tables whose rows the fold could not write as the call
+ * would have (another session's fold cannot see a temporary table, and
+ * would apply row-level security policies after the call has returned).
+ */
+static void
+check_loggable(const UcShape *shape, Oid userid)
+{
+	uc_shape_check_privileges(shape, userid);
+	if (get_rel_persistence(shape->relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("upsert_counter.flush = background cannot log rows for temporary table \"%s\"",
+						shape->relname),
+				 errdetail("The fold runs in another session, which cannot see it."),
+				 errhint("Set upsert_counter.flush to statement or commit for calls on this table.")));
+	if (check_enable_rls(shape->relid, userid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("upsert_counter.flush = background cannot log rows for relation \"%s\", which has row-level security",
+						shape->relname),
+				 errdetail("The fold would apply its policies after the call returned, when a row they refuse can no longer fail the call."),
+				 errhint("Set upsert_counter.flush to statement or commit for calls on this table.")));
 }
 
 /* One call in background mode: check, convert and log its row */
@@ -238,7 +266,7 @@ uc_log_jsonb(Oid relid, Jsonb *const *objs)
 		Datum	   *values = palloc(Max(shape->ncols, 1) * sizeof(Datum));
 		bool	   *nulls = palloc(Max(shape->ncols, 1) * sizeof(bool));
 
-		uc_shape_check_privileges(shape, userid);
+		check_loggable(shape, userid);
 		for (int i = 0; i < shape->ncols; i++)
 			values[i] = uc_value_to_datum(shape, i, &args.values[i], &nulls[i], NULL);
 		log_row(shape, values, nulls, userid);
@@ -259,8 +287,14 @@ log_sink(const UcCacheEntry *entry, int64 n, UcRowIter next, void *iterarg,
 	Oid			userid;
 	int			secctx;
 
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
+
 	uc_deferred_checks(shape->relid, &userid, &secctx);
-	uc_shape_check_privileges(shape, userid);
+	check_loggable(shape, userid);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter log row",
+								   ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(rowcxt);
 	for (int64 j = 0; j < n; j++)
 	{
 		const Datum *values;
@@ -268,8 +302,12 @@ log_sink(const UcCacheEntry *entry, int64 n, UcRowIter next, void *iterarg,
 
 		next(iterarg, &values, &nulls);
 		log_row(shape, values, nulls, userid);
+		/* what the row's conversion and insert allocated */
+		MemoryContextReset(rowcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(rowcxt);
 	*(int64 *) arg += n;
 }
 
@@ -288,10 +326,7 @@ uc_log_batch(UcBatchState *state)
  * ---------------------------------------------------------------------
  */
 
-/*
- * An attribute of a log row: the tables' and the queries' columns are, in
- * this order, id, target, caller, names, nrole, types, vals, logged_at.
- */
+/* An attribute of a log row (UC_LOG_COLUMNS order) */
 static Datum
 log_attr(HeapTuple tuple, TupleDesc desc, int attno)
 {
@@ -337,15 +372,16 @@ uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
 	bool	   *valnulls;
 	int			nvals;
 
-	if (desc->natts != 8)
-		elog(ERROR, "a row of upsert_counter_delta has %d columns, not 8", desc->natts);
-	row->id = DatumGetInt64(log_attr(tuple, desc, 1));
-	row->target = DatumGetObjectId(log_attr(tuple, desc, 2));
-	row->caller = DatumGetObjectId(log_attr(tuple, desc, 3));
-	row->rawnames = log_attr(tuple, desc, 4);
-	row->rawnrole = log_attr(tuple, desc, 5);
-	row->rawtypes = log_attr(tuple, desc, 6);
-	row->logged_at = DatumGetTimestampTz(log_attr(tuple, desc, 8));
+	if (desc->natts != UC_LOG_NATTS)
+		elog(ERROR, "a row of upsert_counter_delta has %d columns, not %d",
+			 desc->natts, UC_LOG_NATTS);
+	row->id = DatumGetInt64(log_attr(tuple, desc, UC_LOG_ID));
+	row->target = DatumGetObjectId(log_attr(tuple, desc, UC_LOG_TARGET));
+	row->caller = DatumGetObjectId(log_attr(tuple, desc, UC_LOG_CALLER));
+	row->rawnames = log_attr(tuple, desc, UC_LOG_NAMES);
+	row->rawnrole = log_attr(tuple, desc, UC_LOG_NROLE);
+	row->rawtypes = log_attr(tuple, desc, UC_LOG_TYPES);
+	row->logged_at = DatumGetTimestampTz(log_attr(tuple, desc, UC_LOG_LOGGED_AT));
 
 	if (prev != NULL && prev->target == row->target &&
 		same_bytes(prev->rawnames, row->rawnames) &&
@@ -397,7 +433,7 @@ uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	log_array(log_attr(tuple, desc, 7), BYTEAOID, -1, false, TYPALIGN_INT,
+	log_array(log_attr(tuple, desc, UC_LOG_VALS), BYTEAOID, -1, false, TYPALIGN_INT,
 			  &vals, &valnulls, &nvals);
 	if (nvals != row->args.ncols)
 		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " is inconsistent", row->id);
@@ -490,6 +526,43 @@ uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
 	return rc;
 }
 
+/*
+ * Run fn(arg) as userid in a security-restricted operation, with
+ * search_path set to "$user", public, pg_temp and upsert_counter.flush to
+ * statement, every setting changed in between undone afterwards: how the
+ * fold writes a user's logged rows, and how upsert_counter_read() decodes
+ * them, whoever runs it (as VACUUM and ANALYZE run a table's index
+ * expressions as its owner).
+ */
+void
+uc_run_restricted_as(Oid userid, void (*fn) (void *), void *arg)
+{
+	Oid			save_userid;
+	int			save_secctx;
+	int			save_nestlevel;
+
+	GetUserIdAndSecContext(&save_userid, &save_secctx);
+	SetUserIdAndSecContext(userid, save_secctx | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	PG_TRY();
+	{
+		(void) set_config_option("search_path", "\"$user\", public, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+		(void) set_config_option("upsert_counter.flush", "statement",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		AtEOXact_GUC(false, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_secctx);
+	}
+	PG_END_TRY();
+}
+
 /* The log's (or another of the extension's tables') qualified name */
 const char *
 uc_log_table(const char *name)
@@ -574,6 +647,47 @@ apply_logged(const UcShape *shape, const UcArgs *args, const Datum *keyvals,
 	PG_END_TRY();
 }
 
+/* A relation's owner */
+static Oid
+rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* The logged rows uc_log_read() applies, for uc_run_restricted_as() */
+typedef struct UcApplyLogged
+{
+	const UcShape *shape;
+	const UcArgs *args;
+	const Datum *keyvals;
+	const bool *keynulls;
+	SPITupleTable *logged;
+	uint64		nlogged;
+	UcReadRow  *rr;
+} UcApplyLogged;
+
+static void
+apply_all_logged(void *arg)
+{
+	UcApplyLogged *al = (UcApplyLogged *) arg;
+
+	for (uint64 j = 0; j < al->nlogged; j++)
+	{
+		UcLoggedRow row;
+
+		uc_log_decode(al->logged->vals[j], al->logged->tupdesc, &row, NULL,
+					  CurrentMemoryContext);
+		apply_logged(al->shape, al->args, al->keyvals, al->keynulls, &row, al->rr);
+	}
+}
+
 /* The work of uc_log_read() with the key's entry referenced; SPI connected */
 static Datum
 read_with_pending(UcCacheEntry *entry, const UcArgs *args, Oid relid,
@@ -586,8 +700,6 @@ read_with_pending(UcCacheEntry *entry, const UcArgs *args, Oid relid,
 	bool	   *keynulls = palloc(Max(shape->ncols, 1) * sizeof(bool));
 	char	   *keynullc = palloc(Max(shape->ncols, 1) * sizeof(char));
 	int			rc;
-	SPITupleTable *logged;
-	uint64		nlogged;
 
 	rr.rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
 	natts = rr.rowdesc->natts;
@@ -626,21 +738,23 @@ read_with_pending(UcCacheEntry *entry, const UcArgs *args, Oid relid,
 		Oid			argtype = REGCLASSOID;
 		Datum		param = ObjectIdGetDatum(relid);
 
-		rc = uc_log_query(psprintf("SELECT id, target, caller, names, nrole, types, vals, logged_at "
-								   "FROM %s WHERE target OPERATOR(pg_catalog.=) $1 ORDER BY id",
+		rc = uc_log_query(psprintf("SELECT " UC_LOG_COLUMNS
+								   " FROM %s WHERE target OPERATOR(pg_catalog.=) $1 ORDER BY id",
 								   uc_log_table("upsert_counter_delta")),
 						  1, &argtype, &param, NULL, true);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
 	}
-	logged = SPI_tuptable;
-	nlogged = SPI_processed;
-	for (uint64 j = 0; j < nlogged; j++)
+	/*
+	 * Their values decoded (types' receive functions, domain checks) as the
+	 * table's owner, not as the reader: the rows are other users', as the
+	 * fold writes them.
+	 */
 	{
-		UcLoggedRow row;
+		UcApplyLogged al = {shape, args, keyvals, keynulls, SPI_tuptable,
+		SPI_processed, &rr};
 
-		uc_log_decode(logged->vals[j], logged->tupdesc, &row, NULL, CurrentMemoryContext);
-		apply_logged(shape, args, keyvals, keynulls, &row, &rr);
+		uc_run_restricted_as(rel_owner(relid), apply_all_logged, &al);
 	}
 
 	*isnull = !(rr.exists || rr.pending);
@@ -708,6 +822,55 @@ uc_log_read(Oid relid, Jsonb *keys, bool *isnull)
 	}
 	PG_END_TRY();
 	return result;
+}
+
+/*
+ * The sql_drop event trigger: refuse to drop a table that has rows logged
+ * for it and not folded.  Those rows could never be folded, and a dump
+ * would carry their target as a bare OID, which may name another table
+ * after a restore.  Nothing to check when the log itself goes (DROP
+ * EXTENSION), or when this database's version has none.
+ */
+void
+uc_log_sql_drop(void)
+{
+	Oid			nsp = uc_extension_schema(true);
+	Oid			relid;
+	int			rc;
+
+	if (!OidIsValid(nsp))
+		return;
+	relid = get_relname_relid("upsert_counter_delta", nsp);
+	if (!OidIsValid(relid))
+		return;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = uc_log_query(psprintf("SELECT d.object_identity, pg_catalog.count(*) "
+							   "FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+							   "JOIN %s l ON l.target::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid "
+							   "WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+							   "AND d.objsubid OPERATOR(pg_catalog.=) 0 "
+							   "GROUP BY d.object_identity ORDER BY 1 LIMIT 1",
+							   uc_log_table("upsert_counter_delta")),
+					  0, NULL, NULL, NULL, true);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute returned %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 2, &isnull));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop table %s because it has " INT64_FORMAT " rows logged in background mode and not folded",
+						name, n),
+				 errdetail("Logged rows of a dropped table could never be folded."),
+				 errhint("Fold them with upsert_counter_fold() or delete them with upsert_counter_discard() first.")));
+	}
+	SPI_finish();
 }
 
 /* ---------------------------------------------------------------------

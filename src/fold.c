@@ -7,26 +7,35 @@
  *
  * A fold of one target, in one transaction (the worker's own, or the
  * caller's in upsert_counter_fold()):
- *	- takes a lock that serializes folds of that target (an advisory
- *	  transaction lock of a kind user code cannot take), so that two folds
- *	  never apply a target's rows out of log order;
- *	- deletes up to upsert_counter.fold_batch_size of the target's oldest
- *	  log rows, in id order, and gets them back (DELETE ... RETURNING, as
- *	  the log's owner);
- *	- merges each run of consecutive rows of one calling user and one shape
- *	  (the same target, column names and roles) in a batch state (batch.c):
- *	  deltas summed, the later assigned value kept, the earlier insert-only
- *	  one, which is what the run's calls would have left one by one;
- *	- writes the runs in log order, each as its user, in key order, through
- *	  the cached statements (the same path as a batch in statement mode).
- * The deletion and the writes commit together or not at all, so every
- * committed log row is applied exactly once: a crash, a kill or an
+ *	- takes a lock that serializes folds (and discards) of that target (an
+ *	  advisory transaction lock of a kind user code cannot take), so that
+ *	  two folds never apply a target's rows out of log order;
+ *	- reads the target's oldest log rows, in id order, in windows of at
+ *	  most upsert_counter.fold_batch_size, as the log's owner, without
+ *	  decoding them: nothing of the target's (its types' functions, its
+ *	  domains, its triggers) runs before the fold acts as the row's caller;
+ *	- splits a window into runs of consecutive rows of one calling user and
+ *	  one shape (the same column names, roles and logged types);
+ *	- writes each run in a subtransaction of its own, as its user, in a
+ *	  security-restricted operation (uc_run_restricted_as()): decoded,
+ *	  merged per key in a batch state (batch.c: deltas summed, the later
+ *	  assigned value kept, the earlier insert-only one, which is what the
+ *	  run's calls would have left one by one), written in key order through
+ *	  the cached statements (the path of a batch in statement mode), and
+ *	  deleted from the log by id in the same subtransaction;
+ *	- if a run fails, writes it again key by key; a key that fails is
+ *	  withheld, with every later row of it in this fold (so that its rows
+ *	  stay in log order), and its error recorded; the other keys go on.
+ * Each row's write and its deletion commit together or not at all, so
+ * every committed log row is applied exactly once: a crash, a kill or an
  * immediate shutdown before the commit leaves the rows in the log for the
  * next fold.  Rows logged by transactions still in progress are not seen
  * and wait for a later fold.
  *
- * Each user's rows are written in a security-restricted operation under
- * that user, with search_path set to "$user", public, pg_temp and every
+ * A logged row's user is the role with the logged OID if it still has the
+ * logged name, else the role with that name (after a dump and restore OIDs
+ * differ); the row is withheld if there is none.  Each user's rows are
+ * written with search_path set to "$user", public, pg_temp, and every
  * setting the target's triggers change undone afterwards (as VACUUM and
  * ANALYZE run index expressions as the table's owner), so that neither
  * the session that runs the fold nor one user's trigger can change how
@@ -37,11 +46,15 @@
  * the extension needs no shared_preload_libraries; see README for the
  * trade-off).  It holds a session advisory lock while it runs, which is
  * how a backend tells whether one runs.  Every round it folds each target
- * that has rows pending, each in a transaction of its own: a target whose
- * fold fails (a CHECK the merged row violates, a dropped target, a user
- * who lost a privilege) keeps its rows, gets its error recorded in
- * upsert_counter_fold_status (and the server log), is retried after a
- * back-off that doubles up to a minute, and does not hold up the others.
+ * that has rows pending, each in a transaction of its own, with
+ * constraints immediate (a deferred constraint trigger fires in the write's
+ * subtransaction) and lock_timeout set (a key whose row a long transaction
+ * holds waits at most UC_FOLD_LOCK_TIMEOUT).  A key whose write fails (a
+ * CHECK the merged row violates, a user who lost a privilege, a lock
+ * timeout) keeps its rows and gets its error recorded in
+ * upsert_counter_fold_status (and the server log); a target none of whose
+ * rows could be written is retried after a back-off that doubles up to a
+ * minute, and does not hold up the others.
  * It sleeps upsert_counter.fold_interval after a round that folded
  * something, twice as long (up to 1 s) after each idle one, and leaves
  * after upsert_counter.fold_idle_exit seconds with nothing to fold (so
@@ -65,6 +78,8 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "common/hashfn.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -77,7 +92,9 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -92,6 +109,9 @@
 #define UC_LOCK_WORKER		0x464F4C44	/* "FOLD": the worker's lock */
 #define UC_LOCK_TARGET		0x54524754	/* "TRGT": one target's folds */
 
+/* How long the worker waits for a lock (see upsert_counter_fold_main()) */
+#define UC_FOLD_LOCK_TIMEOUT	"5s"
+
 bool		uc_fold_worker_enabled = true;
 int			uc_fold_interval = 100;
 int			uc_fold_batch_size = 50000;
@@ -104,24 +124,65 @@ worker_locktag(LOCKTAG *tag, Oid dboid)
 	SET_LOCKTAG_ADVISORY(*tag, dboid, 0, UC_LOCK_WORKER, UC_LOCK_KIND);
 }
 
+/*
+ * Take the lock that serializes the folds (and discards) of a target, for
+ * the transaction; false if !wait and another transaction holds it.
+ */
+static bool
+target_lock(Oid target, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, target, UC_LOCK_TARGET, UC_LOCK_KIND);
+	if (wait)
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	else if (uc_lock_acquire_nowait(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	return true;
+}
+
 /* ---------------------------------------------------------------------
  * Folding one target
  * ---------------------------------------------------------------------
  */
 
 /*
- * A run: consecutive logged rows (in log order) of one calling user and
- * one shape, merged.  Runs are written in log order, so that an assigned
- * or insert-only value of a later row is never written before an earlier
- * one of another shape or user.
+ * A logged row taken by a fold, not decoded: nothing of the target's (its
+ * types' functions, its domains, its index expressions) runs before the
+ * fold is acting as the row's caller.
  */
-typedef struct UcFoldGroup
+typedef struct UcTaken
 {
-	Oid			caller;
-	UcBatchState *state;
-	const char *namekey;		/* the shape's cache key, for the next row */
-	int			namekeylen;
-} UcFoldGroup;
+	HeapTuple	tuple;			/* in the SPI result of the take */
+	int64		id;
+	Oid			caller;			/* resolved (fold_caller()) */
+	TimestampTz logged_at;
+	bytea	   *keysig;			/* its key values' bytes, for the failed set */
+	int			run;
+} UcTaken;
+
+/* What folding one target did */
+typedef struct UcFoldResult
+{
+	int64		folded;			/* logged rows applied and deleted */
+	int64		withheld;		/* rows left in the log: their key failed */
+	int64		inserted;
+	int64		updated;
+	TimestampTz oldest;			/* logged_at of the oldest row folded */
+	char	   *error;			/* the first failure, or NULL */
+	char	   *sqlstate;
+	MemoryContext cxt;			/* where error and sqlstate live */
+} UcFoldResult;
+
+/* The rows one write takes: a run, or one key of a run */
+typedef struct UcWrite
+{
+	UcTaken   **rows;
+	int			nrows;
+	TupleDesc	desc;
+	int64		inserted;
+	int64		updated;
+} UcWrite;
 
 /* batch.c's conversion callback: a logged row's values */
 static void
@@ -135,236 +196,506 @@ convert_logged(const UcShape *shape, void *arg, Datum *values, bool *nulls)
 		values[i] = uc_log_value(shape, i, row, &nulls[i]);
 }
 
-/* The log's tuple descriptor, for row_order() */
-static TupleDesc logdesc;
+/*
+ * The role a logged row is written as: the role with the logged OID if it
+ * still has the logged name, else the role of that name (after a dump and
+ * restore OIDs differ, names do not); InvalidOid if there is none.
+ */
+static Oid
+fold_caller(Oid caller, const char *name)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(caller));
+	Oid			byname;
 
-/* qsort: log rows by id */
-static int
-row_order(const void *a, const void *b)
+	if (HeapTupleIsValid(tup))
+	{
+		bool		same = strcmp(NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname), name) == 0;
+
+		ReleaseSysCache(tup);
+		if (same)
+			return caller;
+	}
+	byname = get_role_oid(name, true);
+	return byname;
+}
+
+/*
+ * The bytes of a logged row's key values (the first nrole[keys] values),
+ * each with its length: rows of one key have equal signatures.
+ */
+static bytea *
+key_signature(HeapTuple tuple, TupleDesc desc)
 {
 	bool		isnull;
-	int64		x = DatumGetInt64(SPI_getbinval(*(HeapTuple const *) a, logdesc, 1, &isnull));
-	int64		y = DatumGetInt64(SPI_getbinval(*(HeapTuple const *) b, logdesc, 1, &isnull));
+	Datum	   *nrole;
+	Datum	   *vals;
+	bool	   *nulls;
+	int			n;
+	int			nkeys;
+	StringInfoData buf;
+	bytea	   *sig;
 
-	return x < y ? -1 : x > y ? 1 : 0;
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, UC_LOG_NROLE, &isnull)),
+					  INT2OID, 2, true, TYPALIGN_SHORT, &nrole, &nulls, &n);
+	nkeys = n > 0 ? DatumGetInt16(nrole[0]) : 0;
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, UC_LOG_VALS, &isnull)),
+					  BYTEAOID, -1, false, TYPALIGN_INT, &vals, &nulls, &n);
+	initStringInfo(&buf);
+	appendStringInfoSpaces(&buf, VARHDRSZ);
+	for (int i = 0; i < Min(nkeys, n); i++)
+	{
+		int32		len = nulls[i] ? -1 : (int32) VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i]));
+
+		appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+		if (!nulls[i])
+			appendBinaryStringInfo(&buf, VARDATA_ANY(DatumGetPointer(vals[i])), len);
+	}
+	sig = (bytea *) buf.data;
+	SET_VARSIZE(sig, buf.len);
+	return sig;
+}
+
+static bool
+same_signature(const bytea *a, const bytea *b)
+{
+	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+/* The set of failed keys: a hash table of signatures (the key a pointer) */
+static uint32
+signature_hash(const void *key, Size keysize)
+{
+	const bytea *sig = *(bytea *const *) key;
+
+	return hash_bytes((const unsigned char *) VARDATA(sig), VARSIZE(sig) - VARHDRSZ);
+}
+
+static int
+signature_match(const void *key1, const void *key2, Size keysize)
+{
+	return same_signature(*(bytea *const *) key1, *(bytea *const *) key2) ? 0 : 1;
+}
+
+static HTAB *
+failed_set_create(MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(bytea *);
+	ctl.entrysize = sizeof(bytea *);
+	ctl.hash = signature_hash;
+	ctl.match = signature_match;
+	ctl.hcxt = cxt;
+	return hash_create("upsert_counter fold failed keys", 64, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static bool
+failed_has(HTAB *failed, bytea *sig)
+{
+	return hash_search(failed, &sig, HASH_FIND, NULL) != NULL;
+}
+
+static void
+failed_add(HTAB *failed, MemoryContext cxt, const bytea *sig)
+{
+	bytea	   *copy = MemoryContextAlloc(cxt, VARSIZE(sig));
+
+	memcpy(copy, sig, VARSIZE(sig));
+	(void) hash_search(failed, &copy, HASH_ENTER, NULL);
 }
 
 /*
- * Write a group's rows as its user: a security-restricted operation, with
- * search_path fixed and every setting changed by user code undone.
+ * Run inside uc_run_restricted_as(): decode the rows, merge them and write
+ * them, as their caller.
  */
 static void
-write_as_caller(UcFoldGroup *g, int64 *inserted, int64 *updated)
+write_rows(void *arg)
 {
-	Oid			save_userid;
-	int			save_secctx;
-	int			save_nestlevel;
+	UcWrite    *w = (UcWrite *) arg;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter fold write",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext rowcxt = AllocSetContextCreate(cxt, "upsert_counter fold row",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	UcBatchState *state = uc_batch_create(cxt, false, false);
+	UcLoggedRow rows[2];
 
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(g->caller)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role with OID %u, which logged rows for this table, no longer exists",
-						g->caller),
-				 errhint("Delete them with upsert_counter_discard(), or restore the role.")));
+	for (int j = 0; j < w->nrows; j++)
+	{
+		UcLoggedRow *row = &rows[j % 2];
+		UcLoggedRow *prev = j > 0 ? &rows[(j + 1) % 2] : NULL;
 
-	GetUserIdAndSecContext(&save_userid, &save_secctx);
-	SetUserIdAndSecContext(g->caller, save_secctx | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	PG_TRY();
-	{
-		(void) set_config_option("search_path", "\"$user\", public, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
-		uc_batch_write(g->state, inserted, updated);
+		MemoryContextSwitchTo(rowcxt);
+		uc_log_decode(w->rows[j]->tuple, w->desc, row, prev, cxt);
+		MemoryContextSwitchTo(cxt);
+		uc_batch_add_with(state, &row->args, convert_logged, row);
+		/* the batch copied the values; the shape stays in cxt */
+		MemoryContextReset(rowcxt);
+		CHECK_FOR_INTERRUPTS();
 	}
-	PG_FINALLY();
-	{
-		AtEOXact_GUC(false, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_secctx);
-	}
-	PG_END_TRY();
+	uc_batch_write(state, &w->inserted, &w->updated);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
+}
+
+/* Delete the written rows from the log, as its owner; SPI connected */
+static void
+delete_rows(UcTaken **rows, int n)
+{
+	Datum	   *ids = palloc(Max(n, 1) * sizeof(Datum));
+	Oid			argtype = INT8ARRAYOID;
+	Datum		param;
+	int			rc;
+
+	for (int j = 0; j < n; j++)
+		ids[j] = Int64GetDatum(rows[j]->id);
+	param = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	rc = uc_log_query(psprintf("DELETE FROM %s WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							   uc_log_table("upsert_counter_delta")),
+					  1, &argtype, &param, NULL, false);
+	if (rc != SPI_OK_DELETE || SPI_processed != (uint64) n)
+		elog(ERROR, "the fold deleted " UINT64_FORMAT " of %d logged rows", SPI_processed, n);
+}
+
+/* The first failure of a fold, kept in the result's context */
+static void
+set_error(UcFoldResult *res, const char *error, int sqlerrcode)
+{
+	res->error = MemoryContextStrdup(res->cxt, error);
+	res->sqlstate = MemoryContextStrdup(res->cxt, unpack_sql_state(sqlerrcode));
 }
 
 /*
- * Fold up to limit of target's oldest logged rows, in the current
- * transaction.  Returns how many it folded; adds what the writes did to
- * *inserted and *updated, and sets *oldest to the oldest row's logged_at.
+ * Write rows (of one caller and one shape, in log order) and delete them
+ * from the log, in a subtransaction: all or nothing.  On failure the
+ * subtransaction is rolled back, the rows stay in the log, and *error and
+ * *sqlstate are set if not yet set.  SPI connected.
  */
-static int64
-fold_target(Oid target, int limit, int64 *inserted, int64 *updated,
-			TimestampTz *oldest)
+static bool
+write_and_delete(UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
 {
-	LOCKTAG		tag;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	UcWrite		w = {rows, n, desc, 0, 0};
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		uc_run_restricted_as(rows[0]->caller, write_rows, &w);
+		delete_rows(rows, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (res->error == NULL)
+			set_error(res, edata->detail ?
+					  psprintf("%s (%s)", edata->message, edata->detail) : edata->message,
+					  edata->sqlerrcode);
+		/* in the server log too, with the target's rows named */
+		ereport(LOG,
+				(errmsg("upsert_counter fold: logged rows " INT64_FORMAT " to " INT64_FORMAT " not written: %s",
+						rows[0]->id, rows[n - 1]->id, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (ok)
+	{
+		bool		first = (res->folded == 0);
+
+		for (int j = 0; j < n; j++)
+			if (first || rows[j]->logged_at < res->oldest)
+			{
+				res->oldest = rows[j]->logged_at;
+				first = false;
+			}
+		res->folded += n;
+		res->inserted += w.inserted;
+		res->updated += w.updated;
+	}
+	return ok;
+}
+
+/* qsort: taken rows by key signature, then by id */
+static int
+by_key(const void *a, const void *b)
+{
+	const UcTaken *x = *(UcTaken *const *) a;
+	const UcTaken *y = *(UcTaken *const *) b;
+	int			c = VARSIZE(x->keysig) != VARSIZE(y->keysig) ?
+		(VARSIZE(x->keysig) < VARSIZE(y->keysig) ? -1 : 1) :
+		memcmp(x->keysig, y->keysig, VARSIZE(x->keysig));
+
+	if (c != 0)
+		return c;
+	return x->id < y->id ? -1 : x->id > y->id ? 1 : 0;
+}
+
+/*
+ * Fold up to limit of target's logged rows, in the current transaction,
+ * into *res.  Returns false, folding nothing, if !wait and another fold of
+ * the target holds its lock.
+ *
+ * Rows are taken in windows of the oldest ones (as the log's owner, not
+ * decoded), split into runs of consecutive rows of one caller and one
+ * shape, and each run is written in a subtransaction of its own, as its
+ * caller (write_and_delete()).  A run that fails is tried key by key; a
+ * key that fails is withheld, with every later row of it (so that its rows
+ * stay in log order), and the other keys go on.  Every row is deleted in
+ * the subtransaction that writes it.
+ */
+static bool
+fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
+{
 	MemoryContext cxt;
+	MemoryContext windowcxt;
 	MemoryContext oldcxt;
-	UcFoldGroup *groups = NULL;
-	int			ngroups = 0;
-	int			maxgroups = 0;
-	int64		n = 0;
-	char	   *sql;
-	Oid			argtypes[2] = {REGCLASSOID, INT4OID};
-	Datum		params[2];
-	int			rc;
-	const char *log;
-	HeapTuple  *order;
-	TupleDesc	desc;
-	MemoryContext rowcxt;
-	UcLoggedRow rows[2];
+	char	   *take;
+	HTAB	   *failed;			/* key signatures withheld */
+	int64		after = 0;		/* the last id taken */
+	bool		more = true;
+
+	memset(res, 0, sizeof(UcFoldResult));
+	res->cxt = CurrentMemoryContext;
 
 	/* folds of one target, one at a time, in log order */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, target, UC_LOCK_TARGET, UC_LOCK_KIND);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (!target_lock(target, wait))
+		return false;
 
-	/*
-	 * The oldest rows: the highest id among the first limit of the
-	 * target's (an index scan of its primary key), then every row up to
-	 * it.  Rows of transactions in progress are invisible to both and stay
-	 * for a later fold; a row another session deleted meanwhile (a discard)
-	 * is not returned.  No FOR UPDATE: folds of the target are serialized
-	 * by the lock above, and the DELETE only returns what it deleted.
-	 */
-	log = uc_log_table("upsert_counter_delta");
-	sql = psprintf("DELETE FROM %s WHERE target OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.<=) "
-				   "(SELECT pg_catalog.max(id) FROM (SELECT id FROM %s WHERE target OPERATOR(pg_catalog.=) $1 "
-				   "ORDER BY id LIMIT $2) first) "
-				   "RETURNING id, target, caller, names, nrole, types, vals, logged_at",
-				   log, log);
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter fold",
-								ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	params[0] = ObjectIdGetDatum(target);
-	params[1] = Int32GetDatum(limit);
-	rc = uc_log_query(sql, 2, argtypes, params, NULL, false);
-	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
-
-	n = (int64) SPI_processed;
-	if (n > 0 && !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)))
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u, which has rows logged for it, no longer exists",
 						target),
 				 errhint("Delete its rows with upsert_counter_discard(%u).", target)));
 
-	/* in log order (the DELETE returns them in no promised order) */
-	order = palloc(Max(n, 1) * sizeof(HeapTuple));
-	for (uint64 j = 0; j < SPI_processed; j++)
-		order[j] = SPI_tuptable->vals[j];
-	desc = SPI_tuptable->tupdesc;
-	logdesc = desc;
-	qsort(order, n, sizeof(HeapTuple), row_order);
-
-	/* merge runs of one user and shape, in log order */
+	/*
+	 * cxt: the failed set, for the whole fold; windowcxt: one window's rows,
+	 * reset after it (every SPI call returns to SPI's own context, so the
+	 * window's context is chosen again after each)
+	 */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter fold",
+								ALLOCSET_DEFAULT_SIZES);
+	windowcxt = AllocSetContextCreate(cxt, "upsert_counter fold window",
+									  ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
-	rowcxt = AllocSetContextCreate(cxt, "upsert_counter fold row", ALLOCSET_SMALL_SIZES);
-	for (int64 j = 0; j < n; j++)
+	failed = failed_set_create(cxt);
+	take = psprintf("SELECT " UC_LOG_COLUMNS " FROM %s "
+					"WHERE target OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>) $2 "
+					"ORDER BY id LIMIT $3",
+					uc_log_table("upsert_counter_delta"));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	while (more && res->folded < limit)
 	{
-		UcLoggedRow *row = &rows[j % 2];
-		UcLoggedRow *prev = j > 0 ? &rows[(j + 1) % 2] : NULL;
-		UcFoldGroup *g = ngroups > 0 ? &groups[ngroups - 1] : NULL;
+		Oid			argtypes[3] = {REGCLASSOID, INT8OID, INT4OID};
+		Datum		params[3];
+		int			rc;
+		int			n;
+		UcTaken   **taken;
+		SPITupleTable *tuptable;
+		TupleDesc	desc;
+		int			nruns = 0;
 
-		MemoryContextSwitchTo(rowcxt);
-		uc_log_decode(order[j], desc, row, prev, cxt);
-		MemoryContextSwitchTo(cxt);
-		if (j == 0 || row->logged_at < *oldest)
-			*oldest = row->logged_at;
-		if (g == NULL || g->caller != row->caller ||
-			g->namekeylen != row->args.namekeylen ||
-			memcmp(g->namekey, row->args.namekey, row->args.namekeylen) != 0)
+		/*
+		 * The next window, oldest first, as the log's owner, not decoded,
+		 * under a snapshot taken after the lock (read_only = false), so
+		 * that rows a fold committed before it are not seen.
+		 */
+		params[0] = ObjectIdGetDatum(target);
+		params[1] = Int64GetDatum(after);
+		params[2] = Int32GetDatum((int) Min(limit - res->folded, uc_fold_batch_size));
+		rc = uc_log_query(take, 3, argtypes, params, NULL, false);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
+		tuptable = SPI_tuptable;
+		desc = tuptable->tupdesc;
+		n = (int) SPI_processed;
+		more = (n == DatumGetInt32(params[2]));
+		if (n == 0)
+			break;
+		MemoryContextSwitchTo(windowcxt);
+
+		taken = palloc(n * sizeof(UcTaken *));
+		for (int j = 0; j < n; j++)
 		{
-			if (ngroups == maxgroups)
-			{
-				maxgroups = Max(4, maxgroups * 2);
-				groups = groups == NULL ? palloc(maxgroups * sizeof(UcFoldGroup)) :
-					repalloc(groups, maxgroups * sizeof(UcFoldGroup));
-			}
-			g = &groups[ngroups++];
-			g->caller = row->caller;
-			g->state = uc_batch_create(cxt, false, false);
-			/* the key holds NUL bytes: copy it whole */
-			g->namekey = memcpy(palloc(Max(row->args.namekeylen, 1)),
-								row->args.namekey, row->args.namekeylen);
-			g->namekeylen = row->args.namekeylen;
-		}
-		uc_batch_add_with(g->state, &row->args, convert_logged, row);
-		/* the batch copied the values; the shape stays in cxt */
-		MemoryContextReset(rowcxt);
-		CHECK_FOR_INTERRUPTS();
-	}
-	MemoryContextSwitchTo(oldcxt);
+			UcTaken    *t = palloc0(sizeof(UcTaken));
+			bool		isnull;
+			UcTaken    *p = j > 0 ? taken[j - 1] : NULL;
+			HeapTuple	tup = tuptable->vals[j];
 
-	for (int i = 0; i < ngroups; i++)
-		write_as_caller(&groups[i], inserted, updated);
+			t->tuple = tup;
+			t->id = DatumGetInt64(SPI_getbinval(tup, desc, UC_LOG_ID, &isnull));
+			t->logged_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, UC_LOG_LOGGED_AT, &isnull));
+			t->keysig = key_signature(tup, desc);
+			t->caller = DatumGetObjectId(SPI_getbinval(tup, desc, UC_LOG_CALLER, &isnull));
+			/* a run: the same caller and the same shape as the row before */
+			if (p != NULL && p->caller == t->caller &&
+				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_NAMES, &isnull),
+							 SPI_getbinval(p->tuple, desc, UC_LOG_NAMES, &isnull), false, -1) &&
+				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_NROLE, &isnull),
+							 SPI_getbinval(p->tuple, desc, UC_LOG_NROLE, &isnull), false, -1) &&
+				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_TYPES, &isnull),
+							 SPI_getbinval(p->tuple, desc, UC_LOG_TYPES, &isnull), false, -1))
+				t->run = p->run;
+			else
+				t->run = nruns++;
+			taken[j] = t;
+			after = t->id;
+		}
+		/* callers by OID and name (not decoded values: nothing of theirs runs) */
+		for (int j = 0; j < n; j++)
+		{
+			bool		isnull;
+
+			if (j > 0 && taken[j]->run == taken[j - 1]->run)
+				taken[j]->caller = taken[j - 1]->caller;
+			else
+			{
+				char	   *name = NameStr(*DatumGetName(SPI_getbinval(taken[j]->tuple, desc,
+																	   UC_LOG_CALLER_NAME,
+																	   &isnull)));
+
+				taken[j]->caller = fold_caller(taken[j]->caller, name);
+				if (!OidIsValid(taken[j]->caller) && res->error == NULL)
+					set_error(res, psprintf("role \"%s\", which logged rows for this table, does not exist",
+											name),
+							  ERRCODE_UNDEFINED_OBJECT);
+			}
+		}
+
+		for (int first = 0; first < n;)
+		{
+			int			last = first;
+			UcTaken   **rows = palloc(n * sizeof(UcTaken *));
+			int			nrows = 0;
+
+			while (last < n && taken[last]->run == taken[first]->run)
+				last++;
+			/*
+			 * The run's rows whose key has not failed; all of them withheld
+			 * if its user is gone, their keys failed
+			 */
+			for (int j = first; j < last; j++)
+			{
+				bool		withheld = failed_has(failed, taken[j]->keysig);
+
+				if (!withheld && !OidIsValid(taken[j]->caller))
+				{
+					failed_add(failed, cxt, taken[j]->keysig);
+					withheld = true;
+				}
+				if (withheld)
+					res->withheld++;
+				else
+					rows[nrows++] = taken[j];
+			}
+			if (nrows > 0 && !write_and_delete(rows, nrows, desc, res))
+			{
+				/* key by key, in the order of their first rows */
+				qsort(rows, nrows, sizeof(UcTaken *), by_key);
+				for (int k = 0; k < nrows;)
+				{
+					int			e = k;
+
+					while (e < nrows && same_signature(rows[e]->keysig, rows[k]->keysig))
+						e++;
+					if (!write_and_delete(rows + k, e - k, desc, res))
+					{
+						failed_add(failed, cxt, rows[k]->keysig);
+						res->withheld += e - k;
+					}
+					k = e;
+				}
+			}
+			first = last;
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_freetuptable(tuptable);
+		MemoryContextSwitchTo(cxt);
+		MemoryContextReset(windowcxt);
+	}
 
 	SPI_finish();
+	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
-	return n;
+	return true;
 }
 
 /*
- * Record a target's fold (ok) or its failure (error, sqlstate) in
- * upsert_counter_fold_status, as the log's owner.  SPI connected.
+ * Record a target's fold in upsert_counter_fold_status, as the log's
+ * owner: what it folded, and its failure if any (whose count grows only
+ * when nothing could be folded, so that the worker backs off a target
+ * that is stuck, not one that has a withheld key among good ones).
  */
 static void
-record_status(Oid target, bool ok, int64 folded, TimestampTz oldest,
-			  const char *error, const char *sqlstate)
+record_status(Oid target, const UcFoldResult *res)
 {
 	const char *status = uc_log_table("upsert_counter_fold_status");
 	char	   *sql;
-	Oid			argtypes[5] = {REGCLASSOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	Datum		params[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[6] = {REGCLASSOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		params[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int			rc;
 
-	if (ok)
-		sql = psprintf("INSERT INTO %s AS s (target, last_fold, folded, last_lag) "
-					   "VALUES ($1, pg_catalog.now(), $2, pg_catalog.now() OPERATOR(pg_catalog.-) $3) "
-					   "ON CONFLICT (target) DO UPDATE SET last_fold = EXCLUDED.last_fold, "
-					   "folded = s.folded OPERATOR(pg_catalog.+) EXCLUDED.folded, "
-					   "last_lag = EXCLUDED.last_lag, last_error = NULL, last_sqlstate = NULL, "
-					   "last_error_at = NULL, failures = 0",
-					   status);
-	else
-		sql = psprintf("INSERT INTO %s AS s (target, last_error, last_sqlstate, last_error_at, failures) "
-					   "VALUES ($1, $4, $5, pg_catalog.now(), 1) "
-					   "ON CONFLICT (target) DO UPDATE SET last_error = EXCLUDED.last_error, "
-					   "last_sqlstate = EXCLUDED.last_sqlstate, last_error_at = EXCLUDED.last_error_at, "
-					   "failures = s.failures OPERATOR(pg_catalog.+) 1",
-					   status);
+	sql = psprintf("INSERT INTO %s AS s (target, last_fold, folded, last_lag, last_error, "
+				   "last_sqlstate, last_error_at, failures) "
+				   "VALUES ($1, CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN pg_catalog.now() END, $2, "
+				   "pg_catalog.now() OPERATOR(pg_catalog.-) $3, $4, $5, "
+				   "CASE WHEN $4 IS NOT NULL THEN pg_catalog.now() END, "
+				   "CASE WHEN $6 THEN 1 ELSE 0 END) "
+				   "ON CONFLICT (target) DO UPDATE SET "
+				   "last_fold = coalesce(EXCLUDED.last_fold, s.last_fold), "
+				   "folded = s.folded OPERATOR(pg_catalog.+) EXCLUDED.folded, "
+				   "last_lag = coalesce(EXCLUDED.last_lag, s.last_lag), "
+				   "last_error = EXCLUDED.last_error, last_sqlstate = EXCLUDED.last_sqlstate, "
+				   "last_error_at = EXCLUDED.last_error_at, "
+				   "failures = CASE WHEN $6 THEN s.failures OPERATOR(pg_catalog.+) 1 ELSE 0 END",
+				   status);
 	params[0] = ObjectIdGetDatum(target);
-	params[1] = Int64GetDatum(folded);
-	params[2] = TimestampTzGetDatum(oldest);
-	params[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	params[4] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
-	if (error == NULL)
-		nulls[3] = 'n';
-	if (sqlstate == NULL)
-		nulls[4] = 'n';
+	params[1] = Int64GetDatum(res->folded);
+	params[2] = TimestampTzGetDatum(res->oldest);
+	params[3] = res->error ? CStringGetTextDatum(res->error) : (Datum) 0;
+	params[4] = res->sqlstate ? CStringGetTextDatum(res->sqlstate) : (Datum) 0;
+	params[5] = BoolGetDatum(res->error != NULL && res->folded == 0);
+	if (res->folded == 0)
+		nulls[2] = 'n';
+	if (res->error == NULL)
+		nulls[3] = nulls[4] = 'n';
 
-	rc = uc_log_query(sql, 5, argtypes, params, nulls, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = uc_log_query(sql, 6, argtypes, params, nulls, false);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
+	SPI_finish();
 }
 
-/* Fold a target and record it, in the current transaction */
-static int64
-fold_and_record(Oid target, int limit, int64 *inserted, int64 *updated)
+/* Record a fold that failed as a whole (its transaction rolled back) */
+static void
+record_failure(Oid target, const char *error, const char *sqlstate)
 {
-	TimestampTz oldest = 0;
-	int64		n = fold_target(target, limit, inserted, updated, &oldest);
+	UcFoldResult res;
 
-	if (n > 0)
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		record_status(target, true, n, oldest, NULL, NULL);
-		SPI_finish();
-	}
-	return n;
+	memset(&res, 0, sizeof(res));
+	res.error = (char *) error;
+	res.sqlstate = (char *) sqlstate;
+	record_status(target, &res);
 }
 
 /*
@@ -451,6 +782,9 @@ uc_fold_now(Oid target)
 	int64		folded = 0;
 	int64		inserted = 0;
 	int64		updated = 0;
+	int64		withheld = 0;
+	char	   *error = NULL;
+	char	   *sqlstate = NULL;
 	List	   *targets;
 	ListCell   *lc;
 	JsonbParseState *st = NULL;
@@ -468,28 +802,40 @@ uc_fold_now(Oid target)
 	foreach(lc, targets)
 	{
 		Oid			t = lfirst_oid(lc);
+		UcFoldResult res;
 
 		if (!OidIsValid(target) &&
 			(!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(t)) || !may_insert(t)))
 			continue;
-		for (;;)
+		/* everything logged for it, withheld keys aside, waiting for other folds */
+		(void) fold_target(t, INT_MAX, true, &res);
+		record_status(t, &res);
+		folded += res.folded;
+		inserted += res.inserted;
+		updated += res.updated;
+		withheld += res.withheld;
+		if (res.error && error == NULL)
 		{
-			int64		n = fold_and_record(t, uc_fold_batch_size, &inserted, &updated);
-
-			folded += n;
-			if (n < uc_fold_batch_size)
-				break;
-			CHECK_FOR_INTERRUPTS();
+			error = res.error;
+			sqlstate = res.sqlstate;
 		}
 	}
+
+	/* rows that could not be written: say so, after the others were */
+	if (error != NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("upsert_counter_fold() left " INT64_FORMAT " logged rows unfolded", withheld),
+				 errdetail("The first failure: %s (SQLSTATE %s).", error, sqlstate),
+				 errhint("See upsert_counter_backlog; the rows are folded once the cause is fixed, or deleted with upsert_counter_discard().")));
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	k.type = jbvString;
 	v.type = jbvNumeric;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 	{
-		static const char *const names[] = {"folded", "inserted", "updated"};
-		int64		n = i == 0 ? folded : i == 1 ? inserted : updated;
+		static const char *const names[] = {"folded", "inserted", "updated", "withheld"};
+		int64		n = i == 0 ? folded : i == 1 ? inserted : i == 2 ? updated : withheld;
 
 		k.val.string.val = (char *) names[i];
 		k.val.string.len = strlen(names[i]);
@@ -521,6 +867,9 @@ uc_fold_discard(Oid target)
 		!(exists && uc_class_ownercheck(target, GetUserId())))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE,
 					   exists ? get_rel_name(target) : psprintf("%u", target));
+
+	/* after a fold of the target that runs, not in the middle of it */
+	target_lock(target, true);
 
 	sql = psprintf("WITH gone AS (DELETE FROM %s WHERE target OPERATOR(pg_catalog.=) $1 RETURNING 1) "
 				   "SELECT pg_catalog.count(*) FROM gone",
@@ -643,8 +992,6 @@ fold_round(MemoryContext roundcxt)
 	foreach(lc, targets)
 	{
 		Oid			target = lfirst_oid(lc);
-		int64		inserted = 0;
-		int64		updated = 0;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -652,7 +999,24 @@ fold_round(MemoryContext roundcxt)
 		pgstat_report_activity(STATE_RUNNING, "upsert_counter fold");
 		PG_TRY();
 		{
-			folded += fold_and_record(target, uc_fold_batch_size, &inserted, &updated);
+			UcFoldResult res;
+			ConstraintsSetStmt *immediate = makeNode(ConstraintsSetStmt);
+
+			/*
+			 * Deferred constraint triggers fire at the end of each write,
+			 * in its subtransaction, so that a row they refuse withholds
+			 * its key, not the target's whole fold at commit.
+			 */
+			immediate->constraints = NIL;
+			immediate->deferred = false;
+			AfterTriggerSetState(immediate);
+
+			/* a target another fold holds is left for the next round */
+			if (fold_target(target, uc_fold_batch_size, false, &res))
+			{
+				record_status(target, &res);
+				folded += res.folded;
+			}
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 		}
@@ -672,13 +1036,10 @@ fold_round(MemoryContext roundcxt)
 
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			record_status(target, false, 0, 0,
-						  edata->detail ? psprintf("%s (%s)", edata->message, edata->detail) :
-						  edata->message,
-						  unpack_sql_state(edata->sqlerrcode));
-			SPI_finish();
+			record_failure(target,
+						   edata->detail ? psprintf("%s (%s)", edata->message, edata->detail) :
+						   edata->message,
+						   unpack_sql_state(edata->sqlerrcode));
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			FreeErrorData(edata);
@@ -712,6 +1073,13 @@ upsert_counter_fold_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("upsert_counter fold");
+
+	/*
+	 * A key whose row a long transaction holds locked waits at most this
+	 * long, then is withheld and retried in a later round, so that one
+	 * lock does not stop the worker (as a statement's lock_timeout).
+	 */
+	SetConfigOption("lock_timeout", UC_FOLD_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 
 	roundcxt = AllocSetContextCreate(TopMemoryContext, "upsert_counter fold round",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -17,6 +17,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
+#include "commands/event_trigger.h"
 #include "executor/nodeAgg.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -685,4 +686,20 @@ Datum
 upsert_counter_discard(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(uc_fold_discard(PG_GETARG_OID(0)));
+}
+
+/*
+ * upsert_counter_sql_drop(): the sql_drop event trigger that keeps a table
+ * with logged rows from being dropped (uc_log_sql_drop())
+ */
+PG_FUNCTION_INFO_V1(upsert_counter_sql_drop);
+Datum
+upsert_counter_sql_drop(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("upsert_counter_sql_drop() must be called as an event trigger")));
+	uc_log_sql_drop();
+	PG_RETURN_NULL();
 }

@@ -53,6 +53,8 @@ EXPECTED = {
 
 SETUP = """
 CREATE EXTENSION IF NOT EXISTS upsert_counter;
+-- a table with rows pending in background mode cannot be dropped
+TRUNCATE upsert_counter_delta, upsert_counter_fold_status;
 DROP TABLE IF EXISTS st_counter, st_log, st_counter_tmp CASCADE;
 DROP SEQUENCE IF EXISTS st_id;
 CREATE SEQUENCE st_id;  -- not owned by the table: it is dropped and recreated
@@ -288,7 +290,6 @@ def main():
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(SETUP)
-        cur.execute("TRUNCATE upsert_counter_delta, upsert_counter_fold_status")
     conn.close()
 
     stats = Stats()
