@@ -1373,8 +1373,10 @@ class Runner:
             t = cur.mogrify("%s", (tbl,)).decode()
             checks = ["has_any_column_privilege(%s::regclass, 'INSERT')" % t]
             for n, role in cols:
-                privs = ["INSERT"] + (["UPDATE", "SELECT"] if role == "delta" else
-                                      ["UPDATE"] if role == "assign" else [])
+                # what the statement needs: ON CONFLICT reads the keys, SET
+                # reads t.n and EXCLUDED.n, EXCLUDED.a
+                privs = ["INSERT"] + (["UPDATE", "SELECT"] if role in ("delta", "assign") else
+                                      ["SELECT"] if role == "key" else [])
                 for pr in privs:
                     checks.append("has_column_privilege(%s::regclass, %s, '%s')" % (
                         t, cur.mogrify("%s", (n,)).decode(), pr))
