@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <dlfcn.h>
+
 #include "access/genam.h"
 #include "access/hash.h"
 #include "access/htup_details.h"
@@ -410,4 +412,41 @@ uc_citus_check_aggregate_input(PlanState *agg, bool target_is_const,
 				 errmsg("%s() cannot take its arguments from rows Citus gathers from its workers", aggname),
 				 errdetail("Citus evaluates the aggregate's arguments on its workers, where a table's OID can differ from its OID here: the target would name whatever table has that OID here."),
 				 errhint("Read the source in a subquery with OFFSET 0, for example FROM (SELECT ... FROM source OFFSET 0) s, so that the arguments are evaluated on the coordinator.")));
+}
+
+/*
+ * Make the current transaction commit its writes on Citus workers in two
+ * phases.  Citus does so when a transaction modifies more than one node;
+ * a fold writes a Citus table and deletes rows of a local table, the log,
+ * which Citus does not count as a node: with one worker written, it would
+ * commit there in one phase before the coordinator commits, and a crash
+ * in between would leave the rows applied there and still logged here, to
+ * be applied again.  In two phases, Citus' recovery resolves the worker's
+ * prepared transaction by the coordinator's outcome: exactly once.
+ *
+ * Citus has no SQL for this; its C function
+ * Use2PCForCoordinatedTransaction() sets a flag that Citus resets at the
+ * end of the transaction.  It is looked up among the loaded libraries
+ * (PostgreSQL loads them RTLD_GLOBAL), so nothing is loaded here: without
+ * Citus loaded there are no Citus writes to commit.
+ */
+void
+uc_citus_use_2pc(void)
+{
+	static void (*use2pc) (void) = NULL;
+	static bool looked = false;
+
+	if (!looked)
+	{
+#ifdef RTLD_DEFAULT
+		use2pc = (void (*) (void)) dlsym(RTLD_DEFAULT, "Use2PCForCoordinatedTransaction");
+#endif
+		looked = true;
+		if (use2pc == NULL && OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+			ereport(LOG,
+					(errmsg("upsert_counter: Citus' Use2PCForCoordinatedTransaction() was not found"),
+					 errdetail("A fold that writes a Citus table on one worker commits there in one phase: a crash of this node before its own commit applies the rows again.")));
+	}
+	if (use2pc != NULL)
+		use2pc();
 }

@@ -25,6 +25,7 @@ typedef struct UcShardMap
 extern bool uc_citus_table(Oid relid);
 extern UcShardMap *uc_citus_shard_map(const UcShape *shape);
 extern int	uc_citus_shard_of(const UcShardMap *map, Datum value, bool isnull);
+extern void uc_citus_use_2pc(void);
 
 struct PlanState;
 extern void uc_citus_check_aggregate_input(struct PlanState *agg,

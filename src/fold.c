@@ -103,6 +103,7 @@
 #include "utils/timestamp.h"
 
 #include "background.h"
+#include "citus.h"
 
 /* Our advisory locks: field4 = 3, a kind the SQL functions never use */
 #define UC_LOCK_KIND		3
@@ -482,6 +483,10 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 				 errmsg("relation with OID %u, which has rows logged for it, no longer exists",
 						target),
 				 errhint("Delete its rows with upsert_counter_discard(%u).", target)));
+
+	/* on Citus, the target's writes and the log's deletes commit together */
+	if (uc_citus_table(target))
+		uc_citus_use_2pc();
 
 	/*
 	 * cxt: the failed set, for the whole fold; windowcxt: one window's rows,
