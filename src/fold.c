@@ -379,7 +379,7 @@ write_and_delete(UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	UcWrite		w = {rows, n, desc, 0, 0};
-	bool		ok = true;
+	volatile bool ok = true;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
