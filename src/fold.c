@@ -342,19 +342,23 @@ write_rows(void *arg)
 
 /* Delete the written rows from the log, as its owner; SPI connected */
 static void
-delete_rows(UcTaken **rows, int n)
+delete_rows(Oid target, UcTaken **rows, int n)
 {
 	Datum	   *ids = palloc(Max(n, 1) * sizeof(Datum));
-	Oid			argtype = INT8ARRAYOID;
-	Datum		param;
+	Oid			argtypes[2] = {REGCLASSOID, INT8ARRAYOID};
+	Datum		params[2];
 	int			rc;
 
 	for (int j = 0; j < n; j++)
 		ids[j] = Int64GetDatum(rows[j]->id);
-	param = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	rc = uc_log_query(psprintf("DELETE FROM %s WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+	params[0] = ObjectIdGetDatum(target);
+	params[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	/* (target, id): the log's primary key */
+	rc = uc_log_query(psprintf("DELETE FROM %s WHERE target OPERATOR(pg_catalog.=) $1 "
+							   "AND id OPERATOR(pg_catalog.=) ANY ($2)",
 							   uc_log_table("upsert_counter_delta")),
-					  1, &argtype, &param, NULL, false);
+					  2, argtypes, params, NULL, false);
 	if (rc != SPI_OK_DELETE || SPI_processed != (uint64) n)
 		elog(ERROR, "the fold deleted " UINT64_FORMAT " of %d logged rows", SPI_processed, n);
 }
@@ -374,7 +378,7 @@ set_error(UcFoldResult *res, const char *error, int sqlerrcode)
  * *sqlstate are set if not yet set.  SPI connected.
  */
 static bool
-write_and_delete(UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
+write_and_delete(Oid target, UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -386,7 +390,7 @@ write_and_delete(UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
 	PG_TRY();
 	{
 		uc_run_restricted_as(rows[0]->caller, write_rows, &w);
-		delete_rows(rows, n);
+		delete_rows(target, rows, n);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -610,7 +614,7 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 				else
 					rows[nrows++] = taken[j];
 			}
-			if (nrows > 0 && !write_and_delete(rows, nrows, desc, res))
+			if (nrows > 0 && !write_and_delete(target, rows, nrows, desc, res))
 			{
 				/* key by key, in the order of their first rows */
 				qsort(rows, nrows, sizeof(UcTaken *), by_key);
@@ -620,7 +624,7 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 
 					while (e < nrows && same_signature(rows[e]->keysig, rows[k]->keysig))
 						e++;
-					if (!write_and_delete(rows + k, e - k, desc, res))
+					if (!write_and_delete(target, rows + k, e - k, desc, res))
 					{
 						failed_add(failed, cxt, rows[k]->keysig);
 						res->withheld += e - k;
