@@ -38,6 +38,16 @@ extern int	uc_fold_idle_exit;		/* upsert_counter.fold_idle_exit, s */
 #define UC_LOG_COLUMNS \
 	"id, target, caller, caller_name, names, nrole, types, vals, logged_at"
 
+/*
+ * A row of the log, deformed (values in UC_LOG_* order, less one), and its
+ * ctid where the query read it after UC_LOG_COLUMNS
+ */
+typedef struct UcLogTuple
+{
+	Datum		values[UC_LOG_NATTS + 1];
+	ItemPointerData ctid;
+} UcLogTuple;
+
 /* A row of the log, decoded */
 typedef struct UcLoggedRow
 {
@@ -63,8 +73,11 @@ extern Oid	uc_log_owner(void);
 extern const char *uc_log_table(const char *name);
 extern int	uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
 						 const char *nulls, bool read_only);
-extern void uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
+extern void uc_log_deform(HeapTuple tuple, TupleDesc desc, UcLogTuple *lt);
+extern void uc_log_decode(const UcLogTuple *lt, UcLoggedRow *row,
 						  const UcLoggedRow *prev, MemoryContext shapecxt);
+extern int	uc_log_execute(SPIPlanPtr plan, Datum *params, const char *nulls,
+						   bool read_only);
 extern Datum uc_log_value(const UcShape *shape, int col, const UcLoggedRow *row,
 						  bool *isnull);
 extern Datum uc_log_read(Oid relid, Jsonb *keys, bool *isnull);

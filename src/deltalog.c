@@ -326,17 +326,30 @@ uc_log_batch(UcBatchState *state)
  * ---------------------------------------------------------------------
  */
 
-/* An attribute of a log row (UC_LOG_COLUMNS order) */
-static Datum
-log_attr(HeapTuple tuple, TupleDesc desc, int attno)
+/*
+ * Deform a row of the log read with UC_LOG_COLUMNS, once: every column is
+ * NOT NULL, and reading them one by one would walk the tuple each time
+ */
+void
+uc_log_deform(HeapTuple tuple, TupleDesc desc, UcLogTuple *lt)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, attno, &isnull);
+	bool		nulls[UC_LOG_NATTS + 1];
 
-	if (isnull)
-		elog(ERROR, "upsert_counter_delta has a null in column %d", attno);
-	return d;
+	if (desc->natts != UC_LOG_NATTS && desc->natts != UC_LOG_NATTS + 1)
+		elog(ERROR, "a row of upsert_counter_delta has %d columns, not %d",
+			 desc->natts, UC_LOG_NATTS);
+	heap_deform_tuple(tuple, desc, lt->values, nulls);
+	for (int i = 0; i < desc->natts; i++)
+		if (nulls[i])
+			elog(ERROR, "upsert_counter_delta has a null in column %d", i + 1);
+	if (desc->natts > UC_LOG_NATTS)
+		ItemPointerCopy((ItemPointer) DatumGetPointer(lt->values[UC_LOG_NATTS]), &lt->ctid);
+	else
+		ItemPointerSetInvalid(&lt->ctid);
 }
+
+/* An attribute of a deformed log row */
+#define log_attr(lt, attno) ((lt)->values[(attno) - 1])
 
 static void
 log_array(Datum d, Oid elemtype, int16 typlen, bool typbyval, char typalign,
@@ -365,23 +378,20 @@ same_bytes(Datum a, Datum b)
  * was decoded from a tuple of the same SPI result.
  */
 void
-uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
+uc_log_decode(const UcLogTuple *lt, UcLoggedRow *row,
 			  const UcLoggedRow *prev, MemoryContext shapecxt)
 {
 	Datum	   *vals;
 	bool	   *valnulls;
 	int			nvals;
 
-	if (desc->natts != UC_LOG_NATTS)
-		elog(ERROR, "a row of upsert_counter_delta has %d columns, not %d",
-			 desc->natts, UC_LOG_NATTS);
-	row->id = DatumGetInt64(log_attr(tuple, desc, UC_LOG_ID));
-	row->target = DatumGetObjectId(log_attr(tuple, desc, UC_LOG_TARGET));
-	row->caller = DatumGetObjectId(log_attr(tuple, desc, UC_LOG_CALLER));
-	row->rawnames = log_attr(tuple, desc, UC_LOG_NAMES);
-	row->rawnrole = log_attr(tuple, desc, UC_LOG_NROLE);
-	row->rawtypes = log_attr(tuple, desc, UC_LOG_TYPES);
-	row->logged_at = DatumGetTimestampTz(log_attr(tuple, desc, UC_LOG_LOGGED_AT));
+	row->id = DatumGetInt64(log_attr(lt, UC_LOG_ID));
+	row->target = DatumGetObjectId(log_attr(lt, UC_LOG_TARGET));
+	row->caller = DatumGetObjectId(log_attr(lt, UC_LOG_CALLER));
+	row->rawnames = log_attr(lt, UC_LOG_NAMES);
+	row->rawnrole = log_attr(lt, UC_LOG_NROLE);
+	row->rawtypes = log_attr(lt, UC_LOG_TYPES);
+	row->logged_at = DatumGetTimestampTz(log_attr(lt, UC_LOG_LOGGED_AT));
 
 	if (prev != NULL && prev->target == row->target &&
 		same_bytes(prev->rawnames, row->rawnames) &&
@@ -433,7 +443,7 @@ uc_log_decode(HeapTuple tuple, TupleDesc desc, UcLoggedRow *row,
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	log_array(log_attr(tuple, desc, UC_LOG_VALS), BYTEAOID, -1, false, TYPALIGN_INT,
+	log_array(log_attr(lt, UC_LOG_VALS), BYTEAOID, -1, false, TYPALIGN_INT,
 			  &vals, &valnulls, &nvals);
 	if (nvals != row->args.ncols)
 		elog(ERROR, "upsert_counter_delta row " INT64_FORMAT " is inconsistent", row->id);
@@ -563,6 +573,28 @@ uc_run_restricted_as(Oid userid, void (*fn) (void *), void *arg)
 	PG_END_TRY();
 }
 
+/* uc_log_query() for a prepared plan */
+int
+uc_log_execute(SPIPlanPtr plan, Datum *params, const char *nulls, bool read_only)
+{
+	Oid			save_userid;
+	int			save_secctx;
+	volatile int rc = 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_secctx);
+	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, params, nulls, read_only, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_secctx);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
 /* The log's (or another of the extension's tables') qualified name */
 const char *
 uc_log_table(const char *name)
@@ -681,9 +713,10 @@ apply_all_logged(void *arg)
 	for (uint64 j = 0; j < al->nlogged; j++)
 	{
 		UcLoggedRow row;
+		UcLogTuple	lt;
 
-		uc_log_decode(al->logged->vals[j], al->logged->tupdesc, &row, NULL,
-					  CurrentMemoryContext);
+		uc_log_deform(al->logged->vals[j], al->logged->tupdesc, &lt);
+		uc_log_decode(&lt, &row, NULL, CurrentMemoryContext);
 		apply_logged(al->shape, al->args, al->keyvals, al->keynulls, &row, al->rr);
 	}
 }

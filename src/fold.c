@@ -154,7 +154,7 @@ target_lock(Oid target, bool wait)
  */
 typedef struct UcTaken
 {
-	HeapTuple	tuple;			/* in the SPI result of the take */
+	UcLogTuple	lt;				/* deformed; in the SPI result of the take */
 	int64		id;
 	Oid			caller;			/* resolved (fold_caller()) */
 	TimestampTz logged_at;
@@ -225,9 +225,8 @@ fold_caller(Oid caller, const char *name)
  * each with its length: rows of one key have equal signatures.
  */
 static bytea *
-key_signature(HeapTuple tuple, TupleDesc desc)
+key_signature(const UcLogTuple *lt)
 {
-	bool		isnull;
 	Datum	   *nrole;
 	Datum	   *vals;
 	bool	   *nulls;
@@ -236,10 +235,10 @@ key_signature(HeapTuple tuple, TupleDesc desc)
 	StringInfoData buf;
 	bytea	   *sig;
 
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, UC_LOG_NROLE, &isnull)),
+	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_NROLE - 1]),
 					  INT2OID, 2, true, TYPALIGN_SHORT, &nrole, &nulls, &n);
 	nkeys = n > 0 ? DatumGetInt16(nrole[0]) : 0;
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, UC_LOG_VALS, &isnull)),
+	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_VALS - 1]),
 					  BYTEAOID, -1, false, TYPALIGN_INT, &vals, &nulls, &n);
 	initStringInfo(&buf);
 	appendStringInfoSpaces(&buf, VARHDRSZ);
@@ -328,7 +327,7 @@ write_rows(void *arg)
 		UcLoggedRow *prev = j > 0 ? &rows[(j + 1) % 2] : NULL;
 
 		MemoryContextSwitchTo(rowcxt);
-		uc_log_decode(w->rows[j]->tuple, w->desc, row, prev, cxt);
+		uc_log_decode(&w->rows[j]->lt, row, prev, cxt);
 		MemoryContextSwitchTo(cxt);
 		uc_batch_add_with(state, &row->args, convert_logged, row);
 		/* the batch copied the values; the shape stays in cxt */
@@ -340,25 +339,64 @@ write_rows(void *arg)
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * The fold's DELETE, by the rows' ctids (a TID scan: no index descent per
+ * row), prepared once per backend (per log table) with a generic plan: a
+ * one-shot plan of a constant array estimates ANY() element by element.
+ * The ctids were read in this transaction under the target's lock: no fold
+ * or discard can delete the rows meanwhile, and a row deleted by hand
+ * cannot have its slot reused while this transaction's snapshot sees it;
+ * the target is checked all the same, and the count.  SPI connected.
+ */
+static SPIPlanPtr
+delete_statement(void)
+{
+	static SPIPlanPtr plan = NULL;
+	static Oid	plan_log = InvalidOid;
+	Oid			log = uc_log_relid();
+
+	if (plan != NULL && plan_log != log)
+	{
+		SPI_freeplan(plan);
+		plan = NULL;
+	}
+	if (plan == NULL)
+	{
+		Oid			argtypes[2] = {REGCLASSOID, TIDARRAYOID};
+		SPIPlanPtr	p;
+
+		p = SPI_prepare_cursor(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) ANY ($2) "
+										"AND target OPERATOR(pg_catalog.=) $1",
+										uc_log_table("upsert_counter_delta")),
+							   2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		plan = p;
+		plan_log = log;
+	}
+	return plan;
+}
+
 /* Delete the written rows from the log, as its owner; SPI connected */
 static void
 delete_rows(Oid target, UcTaken **rows, int n)
 {
-	Datum	   *ids = palloc(Max(n, 1) * sizeof(Datum));
-	Oid			argtypes[2] = {REGCLASSOID, INT8ARRAYOID};
+	Datum	   *tids = palloc(Max(n, 1) * sizeof(Datum));
 	Datum		params[2];
 	int			rc;
 
 	for (int j = 0; j < n; j++)
-		ids[j] = Int64GetDatum(rows[j]->id);
+	{
+		if (!ItemPointerIsValid(&rows[j]->lt.ctid))
+			elog(ERROR, "logged row " INT64_FORMAT " was read without its ctid", rows[j]->id);
+		tids[j] = PointerGetDatum(&rows[j]->lt.ctid);
+	}
 	params[0] = ObjectIdGetDatum(target);
-	params[1] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	/* (target, id): the log's primary key */
-	rc = uc_log_query(psprintf("DELETE FROM %s WHERE target OPERATOR(pg_catalog.=) $1 "
-							   "AND id OPERATOR(pg_catalog.=) ANY ($2)",
-							   uc_log_table("upsert_counter_delta")),
-					  2, argtypes, params, NULL, false);
+	params[1] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
+												TYPALIGN_SHORT));
+	rc = uc_log_execute(delete_statement(), params, NULL, false);
 	if (rc != SPI_OK_DELETE || SPI_processed != (uint64) n)
 		elog(ERROR, "the fold deleted " UINT64_FORMAT " of %d logged rows", SPI_processed, n);
 }
@@ -503,7 +541,7 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 									  ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
 	failed = failed_set_create(cxt);
-	take = psprintf("SELECT " UC_LOG_COLUMNS " FROM %s "
+	take = psprintf("SELECT " UC_LOG_COLUMNS ", ctid FROM %s "
 					"WHERE target OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>) $2 "
 					"ORDER BY id LIMIT $3",
 					uc_log_table("upsert_counter_delta"));
@@ -544,23 +582,22 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 		for (int j = 0; j < n; j++)
 		{
 			UcTaken    *t = palloc0(sizeof(UcTaken));
-			bool		isnull;
 			UcTaken    *p = j > 0 ? taken[j - 1] : NULL;
 			HeapTuple	tup = tuptable->vals[j];
 
-			t->tuple = tup;
-			t->id = DatumGetInt64(SPI_getbinval(tup, desc, UC_LOG_ID, &isnull));
-			t->logged_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, UC_LOG_LOGGED_AT, &isnull));
-			t->keysig = key_signature(tup, desc);
-			t->caller = DatumGetObjectId(SPI_getbinval(tup, desc, UC_LOG_CALLER, &isnull));
+			uc_log_deform(tup, desc, &t->lt);
+			t->id = DatumGetInt64(t->lt.values[UC_LOG_ID - 1]);
+			t->logged_at = DatumGetTimestampTz(t->lt.values[UC_LOG_LOGGED_AT - 1]);
+			t->keysig = key_signature(&t->lt);
+			t->caller = DatumGetObjectId(t->lt.values[UC_LOG_CALLER - 1]);
 			/* a run: the same caller and the same shape as the row before */
 			if (p != NULL && p->caller == t->caller &&
-				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_NAMES, &isnull),
-							 SPI_getbinval(p->tuple, desc, UC_LOG_NAMES, &isnull), false, -1) &&
-				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_NROLE, &isnull),
-							 SPI_getbinval(p->tuple, desc, UC_LOG_NROLE, &isnull), false, -1) &&
-				datumIsEqual(SPI_getbinval(tup, desc, UC_LOG_TYPES, &isnull),
-							 SPI_getbinval(p->tuple, desc, UC_LOG_TYPES, &isnull), false, -1))
+				datumIsEqual(t->lt.values[UC_LOG_NAMES - 1], p->lt.values[UC_LOG_NAMES - 1],
+							 false, -1) &&
+				datumIsEqual(t->lt.values[UC_LOG_NROLE - 1], p->lt.values[UC_LOG_NROLE - 1],
+							 false, -1) &&
+				datumIsEqual(t->lt.values[UC_LOG_TYPES - 1], p->lt.values[UC_LOG_TYPES - 1],
+							 false, -1))
 				t->run = p->run;
 			else
 				t->run = nruns++;
@@ -570,15 +607,11 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 		/* callers by OID and name (not decoded values: nothing of theirs runs) */
 		for (int j = 0; j < n; j++)
 		{
-			bool		isnull;
-
 			if (j > 0 && taken[j]->run == taken[j - 1]->run)
 				taken[j]->caller = taken[j - 1]->caller;
 			else
 			{
-				char	   *name = NameStr(*DatumGetName(SPI_getbinval(taken[j]->tuple, desc,
-																	   UC_LOG_CALLER_NAME,
-																	   &isnull)));
+				char	   *name = NameStr(*DatumGetName(taken[j]->lt.values[UC_LOG_CALLER_NAME - 1]));
 
 				taken[j]->caller = fold_caller(taken[j]->caller, name);
 				if (!OidIsValid(taken[j]->caller) && res->error == NULL)
