@@ -35,11 +35,13 @@ DATA = upsert_counter--1.0.sql upsert_counter--1.0--1.1.sql upsert_counter--1.1-
 PGFILEDESC = "upsert_counter - atomic increment upserts with cached plans"
 
 REGRESS = install single_row batch assign_on_insert types errors cache citus \
-	partitioned security hostile plpgsql wagtail flush safety statement rows background
+	partitioned security hostile plpgsql wagtail flush safety statement rows background \
+	background_worker
 ISOLATION = concurrent_increment concurrent_insert batch_lock_order \
 	isolation_levels ddl_cached_plan flush_hot_key flush_boundaries \
 	commit_privileges update_waits shard_lock_order \
-	checks_before_locks background_no_wait background_folds
+	checks_before_locks background_no_wait background_folds \
+	background_drop
 ISOLATION_OPTS = --load-extension=upsert_counter
 
 PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \

@@ -254,6 +254,79 @@ RESET ROLE;
 SELECT upsert_increment('bg_rls', '{"k": 1}', '{"n": 1}');
 SELECT upsert_counter_fold('bg_rls');
 
+-- Keys equal in other bytes (numeric 1.0 and 1.00): a failed key holds
+-- back every later row of its key class, so the later row (another
+-- shape: no delta) is not applied before the earlier one.
+CREATE TABLE bg_num (k numeric PRIMARY KEY, n int NOT NULL DEFAULT 0 CHECK (n < 10), s text);
+SELECT upsert_increment('bg_num', '{"k": 1.0}', '{"n": 50}', '{"s": "first"}');
+SELECT upsert_increment('bg_num', '{"k": 1.00}', '{}', '{"s": "second"}');
+SELECT upsert_counter_fold('bg_num');
+SELECT count(*) AS rows_written FROM bg_num;
+ALTER TABLE bg_num DROP CONSTRAINT bg_num_n_check;
+SELECT upsert_counter_fold('bg_num');
+SELECT k, n, s FROM bg_num;
+
+-- A value whose column changed type since it was logged is converted the
+-- same way whatever the folding session's settings.
+CREATE TABLE bg_conv (k int PRIMARY KEY, x float8);
+SELECT upsert_increment('bg_conv', '{"k": 1}', '{}', '{"x": 1234.5678}');
+ALTER TABLE bg_conv ALTER COLUMN x TYPE numeric;
+SET extra_float_digits = -15;
+SELECT upsert_counter_fold('bg_conv');
+RESET extra_float_digits;
+SELECT k, x FROM bg_conv;
+
+-- A deferred constraint: upsert_counter_fold() makes constraints
+-- immediate (its writes cannot queue deferred triggers), so a violation
+-- withholds its key at the write.
+CREATE TABLE bg_parent (id int PRIMARY KEY);
+INSERT INTO bg_parent VALUES (1);
+CREATE TABLE bg_deferred (k int PRIMARY KEY REFERENCES bg_parent DEFERRABLE INITIALLY DEFERRED,
+                          n int NOT NULL DEFAULT 0);
+SELECT upsert_increment('bg_deferred', '{"k": 1}', '{"n": 1}');
+SELECT upsert_increment('bg_deferred', '{"k": 2}', '{"n": 1}');
+SELECT upsert_counter_fold('bg_deferred');
+SELECT * FROM bg_deferred;
+SELECT pending, last_sqlstate FROM upsert_counter_backlog WHERE target = 'bg_deferred'::regclass;
+INSERT INTO bg_parent VALUES (2);
+SELECT upsert_counter_fold('bg_deferred');
+
+-- A cancel or statement timeout stops the fold, as it stops a statement:
+-- nothing of it stays.
+CREATE TABLE bg_slow (k int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+CREATE FUNCTION bg_slow_fn() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END$$;
+CREATE TRIGGER bg_slow BEFORE INSERT ON bg_slow FOR EACH ROW EXECUTE FUNCTION bg_slow_fn();
+SELECT upsert_increment('bg_slow', jsonb_build_object('k', g), '{"n": 1}') FROM generate_series(1, 4) g;
+SET statement_timeout = '500ms';
+SELECT upsert_counter_fold('bg_slow');
+\echo :LAST_ERROR_SQLSTATE
+RESET statement_timeout;
+SELECT count(*) AS rows_written, (SELECT pending FROM upsert_counter_backlog
+                                  WHERE target = 'bg_slow'::regclass) AS pending
+FROM bg_slow;
+DROP TRIGGER bg_slow ON bg_slow;
+SELECT upsert_counter_fold('bg_slow');
+
+-- Not from a security-restricted operation (an index expression).
+CREATE FUNCTION bg_fold_in_index(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS
+$$BEGIN PERFORM upsert_counter_fold(); RETURN $1; END$$;
+CREATE TABLE bg_idx (a int);
+INSERT INTO bg_idx VALUES (1);
+CREATE INDEX ON bg_idx (bg_fold_in_index(a));
+\echo :LAST_ERROR_SQLSTATE
+
+-- The WARNING quotes the failing row only to who may read the table.
+CREATE TABLE bg_secret (k int PRIMARY KEY, n int NOT NULL DEFAULT 0 CHECK (n < 10), secret text);
+INSERT INTO bg_secret VALUES (1, 5, 'hunter2');
+GRANT INSERT (k, n), UPDATE (n), SELECT (k, n) ON bg_secret TO regress_uc_bg;
+SET ROLE regress_uc_bg;
+SELECT upsert_increment('bg_secret', '{"k": 1}', '{"n": 50}');
+SELECT upsert_counter_fold('bg_secret');
+RESET ROLE;
+SELECT upsert_counter_fold('bg_secret');
+SELECT upsert_counter_discard('bg_secret');
+
 -- Commit mode and background mode do not mix their rows.
 BEGIN;
 SET LOCAL upsert_counter.flush = commit;
@@ -268,7 +341,8 @@ SELECT upsert_counter_fold();
 
 RESET upsert_counter.flush;
 RESET upsert_counter.fold_worker;
-DROP TABLE bg_hits, bg_other, bg_who, bg_temp, bg_rls;
-DROP FUNCTION bg_who_fn();
+DROP TABLE bg_hits, bg_other, bg_who, bg_temp, bg_rls, bg_num, bg_conv, bg_deferred, bg_parent,
+    bg_slow, bg_idx, bg_secret;
+DROP FUNCTION bg_who_fn(), bg_slow_fn(), bg_fold_in_index(int);
 DROP ROLE regress_uc_bg, regress_uc_bg_renamed, regress_uc_bg_none, regress_uc_bg_nokey;
 TRUNCATE upsert_counter_fold_status;

@@ -54,6 +54,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -511,6 +512,38 @@ typedef struct UcReadRow
 } UcReadRow;
 
 /*
+ * Statements on the log run as its owner (a superuser where the extension
+ * was created by one) with search_path set to pg_catalog, pg_temp, so that
+ * nothing a caller or a database's settings put on the path (a type, an
+ * operator, a function) is resolved in them; every name in them is
+ * qualified too.
+ */
+typedef struct UcLogOwner
+{
+	Oid			save_userid;
+	int			save_secctx;
+	int			save_nestlevel;
+} UcLogOwner;
+
+static void
+log_owner_enter(UcLogOwner *lo)
+{
+	GetUserIdAndSecContext(&lo->save_userid, &lo->save_secctx);
+	lo->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(uc_log_owner(), lo->save_secctx | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+log_owner_exit(UcLogOwner *lo)
+{
+	SetUserIdAndSecContext(lo->save_userid, lo->save_secctx);
+	AtEOXact_GUC(false, lo->save_nestlevel);
+}
+
+/*
  * Run a statement on the log (or the fold status) as the log's owner and
  * return SPI's result code; SPI connected.
  */
@@ -518,19 +551,39 @@ int
 uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
 			 const char *nulls, bool read_only)
 {
-	Oid			save_userid;
-	int			save_secctx;
+	UcLogOwner	lo;
 	volatile int rc = 0;
 
-	GetUserIdAndSecContext(&save_userid, &save_secctx);
-	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
+	(void) uc_log_owner();
+	log_owner_enter(&lo);
 	PG_TRY();
 	{
 		rc = SPI_execute_with_args(sql, nargs, argtypes, params, nulls, read_only, 0);
 	}
 	PG_FINALLY();
 	{
-		SetUserIdAndSecContext(save_userid, save_secctx);
+		log_owner_exit(&lo);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/* uc_log_query() for a prepared plan */
+int
+uc_log_execute(SPIPlanPtr plan, Datum *params, const char *nulls, bool read_only)
+{
+	UcLogOwner	lo;
+	volatile int rc = 0;
+
+	(void) uc_log_owner();
+	log_owner_enter(&lo);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, params, nulls, read_only, 0);
+	}
+	PG_FINALLY();
+	{
+		log_owner_exit(&lo);
 	}
 	PG_END_TRY();
 	return rc;
@@ -538,8 +591,9 @@ uc_log_query(const char *sql, int nargs, Oid *argtypes, Datum *params,
 
 /*
  * Run fn(arg) as userid in a security-restricted operation, with
- * search_path set to "$user", public, pg_temp and upsert_counter.flush to
- * statement, every setting changed in between undone afterwards: how the
+ * search_path set to "$user", public, pg_temp, upsert_counter.flush to
+ * statement, and DateStyle, IntervalStyle and extra_float_digits fixed,
+ * every setting changed in between undone afterwards: how the
  * fold writes a user's logged rows, and how upsert_counter_read() decodes
  * them, whoever runs it (as VACUUM and ANALYZE run a table's index
  * expressions as its owner).
@@ -563,6 +617,20 @@ uc_run_restricted_as(Oid userid, void (*fn) (void *), void *arg)
 		(void) set_config_option("upsert_counter.flush", "statement",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 								 true, 0, false);
+
+		/*
+		 * A value whose column changed type since it was logged is
+		 * converted through text: by the same rules whoever folds it
+		 */
+		(void) set_config_option("DateStyle", "ISO, YMD",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+		(void) set_config_option("IntervalStyle", "postgres",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+		(void) set_config_option("extra_float_digits", "3",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 		fn(arg);
 	}
 	PG_FINALLY();
@@ -571,28 +639,6 @@ uc_run_restricted_as(Oid userid, void (*fn) (void *), void *arg)
 		SetUserIdAndSecContext(save_userid, save_secctx);
 	}
 	PG_END_TRY();
-}
-
-/* uc_log_query() for a prepared plan */
-int
-uc_log_execute(SPIPlanPtr plan, Datum *params, const char *nulls, bool read_only)
-{
-	Oid			save_userid;
-	int			save_secctx;
-	volatile int rc = 0;
-
-	GetUserIdAndSecContext(&save_userid, &save_secctx);
-	SetUserIdAndSecContext(uc_log_owner(), save_secctx | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(plan, params, nulls, read_only, 0);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_secctx);
-	}
-	PG_END_TRY();
-	return rc;
 }
 
 /* The log's (or another of the extension's tables') qualified name */
@@ -869,7 +915,8 @@ uc_log_sql_drop(void)
 {
 	Oid			nsp = uc_extension_schema(true);
 	Oid			relid;
-	int			rc;
+	SPIPlanPtr	plan;
+	volatile int rc = 0;
 
 	if (!OidIsValid(nsp))
 		return;
@@ -879,14 +926,38 @@ uc_log_sql_drop(void)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = uc_log_query(psprintf("SELECT d.object_identity, pg_catalog.count(*) "
-							   "FROM pg_catalog.pg_event_trigger_dropped_objects() d "
-							   "JOIN %s l ON l.target::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid "
-							   "WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
-							   "AND d.objsubid OPERATOR(pg_catalog.=) 0 "
-							   "GROUP BY d.object_identity ORDER BY 1 LIMIT 1",
-							   uc_log_table("upsert_counter_delta")),
-					  0, NULL, NULL, NULL, true);
+
+	/*
+	 * Under the latest snapshot, not the DROP's: the DROP holds the table's
+	 * lock, which a call takes to log a row, so every row logged for it is
+	 * committed (or gone) by now, also those committed while the DROP
+	 * waited for its lock or after a REPEATABLE READ snapshot was taken.
+	 */
+	plan = SPI_prepare(psprintf("SELECT d.object_identity, pg_catalog.count(*) "
+								"FROM pg_catalog.pg_event_trigger_dropped_objects() d "
+								"JOIN %s l ON l.target::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid "
+								"WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass "
+								"AND d.objsubid OPERATOR(pg_catalog.=) 0 "
+								"GROUP BY d.object_identity ORDER BY 1 LIMIT 1",
+								uc_log_table("upsert_counter_delta")),
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	{
+		UcLogOwner	lo;
+
+		log_owner_enter(&lo);
+		PG_TRY();
+		{
+			rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+									  InvalidSnapshot, true, false, 0);
+		}
+		PG_FINALLY();
+		{
+			log_owner_exit(&lo);
+		}
+		PG_END_TRY();
+	}
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute returned %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)

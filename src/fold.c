@@ -9,23 +9,32 @@
  * caller's in upsert_counter_fold()):
  *	- takes a lock that serializes folds (and discards) of that target (an
  *	  advisory transaction lock of a kind user code cannot take), so that
- *	  two folds never apply a target's rows out of log order;
+ *	  each fold applies the rows it sees in log (id) order after those of
+ *	  the fold before (a row whose transaction commits after a fold, with
+ *	  a lower id than rows that fold applied, is applied by a later fold);
+ *	- takes the rows logged up to the highest id at its start, no later
+ *	  ones, so that a fold of a busy target ends;
  *	- reads the target's oldest log rows, in id order, in windows of at
  *	  most upsert_counter.fold_batch_size, as the log's owner, without
  *	  decoding them: nothing of the target's (its types' functions, its
  *	  domains, its triggers) runs before the fold acts as the row's caller;
  *	- splits a window into runs of consecutive rows of one calling user and
  *	  one shape (the same column names, roles and logged types);
- *	- writes each run in a subtransaction of its own, as its user, in a
- *	  security-restricted operation (uc_run_restricted_as()): decoded,
- *	  merged per key in a batch state (batch.c: deltas summed, the later
- *	  assigned value kept, the earlier insert-only one, which is what the
- *	  run's calls would have left one by one), written in key order through
- *	  the cached statements (the path of a batch in statement mode), and
- *	  deleted from the log by id in the same subtransaction;
- *	- if a run fails, writes it again key by key; a key that fails is
+ *	- writes the window's runs in one subtransaction, each run as its
+ *	  user in a security-restricted operation (uc_run_restricted_as()):
+ *	  decoded, merged per key in a batch state (batch.c: deltas summed, the
+ *	  later assigned value kept, the earlier insert-only one, which is what
+ *	  the run's calls would have left one by one), written in key order
+ *	  through the cached statements (the path of a batch in statement
+ *	  mode); and deletes the written rows from the log (by ctid) in the
+ *	  same subtransaction;
+ *	- if that fails, writes the window again run by run, each run in a
+ *	  subtransaction of its own; if a run fails, key by key; a key that fails is
  *	  withheld, with every later row of it in this fold (so that its rows
- *	  stay in log order), and its error recorded; the other keys go on.
+ *	  stay in log order), and its error recorded; the other keys go on
+ *	  (keys are told apart without decoding them, as key_class() says:
+ *	  where equal keys may differ in their bytes, a whole class of keys
+ *	  counts as one).  A cancel or statement timeout stops the fold.
  * Each row's write and its deletion commit together or not at all, so
  * every committed log row is applied exactly once: a crash, a kill or an
  * immediate shutdown before the commit leaves the rows in the log for the
@@ -148,6 +157,17 @@ target_lock(Oid target, bool wait)
  */
 
 /*
+ * The key class of a run's rows: its key columns' names and logged types
+ * (see key_class())
+ */
+typedef struct UcKeyClass
+{
+	bytea	   *names;			/* the key columns' names */
+	bytea	   *class;			/* the names and the logged types */
+	bool		exact;			/* keys are equal iff their bytes are */
+} UcKeyClass;
+
+/*
  * A logged row taken by a fold, not decoded: nothing of the target's (its
  * types' functions, its domains, its index expressions) runs before the
  * fold is acting as the row's caller.
@@ -158,7 +178,8 @@ typedef struct UcTaken
 	int64		id;
 	Oid			caller;			/* resolved (fold_caller()) */
 	TimestampTz logged_at;
-	bytea	   *keysig;			/* its key values' bytes, for the failed set */
+	bytea	   *keysig;			/* its key: see key_class() */
+	const UcKeyClass *class;	/* its run's key class */
 	int			run;
 } UcTaken;
 
@@ -180,7 +201,7 @@ typedef struct UcWrite
 {
 	UcTaken   **rows;
 	int			nrows;
-	TupleDesc	desc;
+	MemoryContext cxt;			/* the write's memory, freed either way */
 	int64		inserted;
 	int64		updated;
 } UcWrite;
@@ -221,11 +242,124 @@ fold_caller(Oid caller, const char *name)
 }
 
 /*
- * The bytes of a logged row's key values (the first nrole[keys] values),
- * each with its length: rows of one key have equal signatures.
+ * Rows of one key must be told without decoding them (the fold decodes a
+ * row only as its caller).  A run's key class is its key columns' names
+ * and logged types.  The class is exact when every key type compares by
+ * its binary form (the integers, oid, bool, "char", date, time,
+ * timestamp, timestamptz, uuid, bytea, and text and varchar under a
+ * deterministic collation): two keys of an exact class are equal if and
+ * only if their values' bytes are.  In any other class equal keys may
+ * differ in their bytes (numeric 1.0 and 1.00, a case-insensitive
+ * collation, intervals, floats, domains, arrays), so for the failed set
+ * the whole class is one key.  A key's signature is its class followed,
+ * in an exact class, by its values' bytes.
+ */
+static bool
+exact_key_type(Oid type)
+{
+	switch (type)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case BOOLOID:
+		case CHAROID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case UUIDOID:
+		case BYTEAOID:
+		case TEXTOID:
+		case VARCHAROID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bytea *
+finish_bytes(StringInfo buf)
+{
+	bytea	   *b = (bytea *) buf->data;
+
+	SET_VARSIZE(b, buf->len);
+	return b;
+}
+
+/* The key class of a logged row of target (and of its whole run) */
+static UcKeyClass *
+key_class(Oid target, const UcLogTuple *lt)
+{
+	UcKeyClass *kc = palloc(sizeof(UcKeyClass));
+	Datum	   *nrole;
+	Datum	   *names;
+	Datum	   *types;
+	bool	   *nulls;
+	int			n;
+	int			nnames;
+	int			ntypes;
+	int			nkeys;
+	StringInfoData nbuf;
+	StringInfoData cbuf;
+
+	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_NROLE - 1]),
+					  INT2OID, 2, true, TYPALIGN_SHORT, &nrole, &nulls, &n);
+	nkeys = n > 0 ? DatumGetInt16(nrole[0]) : 0;
+	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_NAMES - 1]),
+					  TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &nnames);
+	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_TYPES - 1]),
+					  REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT, &types, &nulls, &ntypes);
+	nkeys = Min(nkeys, Min(nnames, ntypes));
+
+	initStringInfo(&nbuf);
+	appendStringInfoSpaces(&nbuf, VARHDRSZ);
+	kc->exact = true;
+	for (int i = 0; i < nkeys; i++)
+	{
+		char	   *name = TextDatumGetCString(names[i]);
+		Oid			type = DatumGetObjectId(types[i]);
+
+		appendBinaryStringInfo(&nbuf, name, strlen(name) + 1);
+		if (!exact_key_type(type))
+			kc->exact = false;
+		else if (type == TEXTOID || type == VARCHAROID)
+		{
+			AttrNumber	attnum = get_attnum(target, name);
+			Oid			coll = InvalidOid;
+
+			if (attnum != InvalidAttrNumber)
+			{
+				Oid			typid;
+				int32		typmod;
+
+				get_atttypetypmodcoll(target, attnum, &typid, &typmod, &coll);
+			}
+			if (!OidIsValid(coll) || !get_collation_isdeterministic(coll))
+				kc->exact = false;
+		}
+	}
+	initStringInfo(&cbuf);
+	appendBinaryStringInfo(&cbuf, nbuf.data, nbuf.len);
+	for (int i = 0; i < nkeys; i++)
+	{
+		Oid			type = DatumGetObjectId(types[i]);
+
+		appendBinaryStringInfo(&cbuf, (char *) &type, sizeof(type));
+	}
+	kc->names = finish_bytes(&nbuf);
+	kc->class = finish_bytes(&cbuf);
+	return kc;
+}
+
+/*
+ * A logged row's key signature: its class, and in an exact class the
+ * bytes of its key values (the first nrole[keys] values), each with its
+ * length.
  */
 static bytea *
-key_signature(const UcLogTuple *lt)
+key_signature(const UcKeyClass *kc, const UcLogTuple *lt)
 {
 	Datum	   *nrole;
 	Datum	   *vals;
@@ -233,15 +367,16 @@ key_signature(const UcLogTuple *lt)
 	int			n;
 	int			nkeys;
 	StringInfoData buf;
-	bytea	   *sig;
 
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) kc->class, VARSIZE(kc->class));
+	if (!kc->exact)
+		return finish_bytes(&buf);
 	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_NROLE - 1]),
 					  INT2OID, 2, true, TYPALIGN_SHORT, &nrole, &nulls, &n);
 	nkeys = n > 0 ? DatumGetInt16(nrole[0]) : 0;
 	deconstruct_array(DatumGetArrayTypeP(lt->values[UC_LOG_VALS - 1]),
 					  BYTEAOID, -1, false, TYPALIGN_INT, &vals, &nulls, &n);
-	initStringInfo(&buf);
-	appendStringInfoSpaces(&buf, VARHDRSZ);
 	for (int i = 0; i < Min(nkeys, n); i++)
 	{
 		int32		len = nulls[i] ? -1 : (int32) VARSIZE_ANY_EXHDR(DatumGetPointer(vals[i]));
@@ -250,9 +385,7 @@ key_signature(const UcLogTuple *lt)
 		if (!nulls[i])
 			appendBinaryStringInfo(&buf, VARDATA_ANY(DatumGetPointer(vals[i])), len);
 	}
-	sig = (bytea *) buf.data;
-	SET_VARSIZE(sig, buf.len);
-	return sig;
+	return finish_bytes(&buf);
 }
 
 static bool
@@ -276,49 +409,106 @@ signature_match(const void *key1, const void *key2, Size keysize)
 	return same_signature(*(bytea *const *) key1, *(bytea *const *) key2) ? 0 : 1;
 }
 
+/*
+ * The keys a fold withholds: their signatures, and per key-column names
+ * the class (or classes) they failed in.  A row is withheld if its key
+ * failed, or if a key with the same column names failed in another class
+ * (the same key logged with other types, as before and after ALTER COLUMN
+ * TYPE, may be equal in other bytes).
+ */
+typedef struct UcFailed
+{
+	HTAB	   *keys;			/* bytea * signatures */
+	HTAB	   *names;			/* UcFailedNames, by names */
+	MemoryContext cxt;
+} UcFailed;
+
+typedef struct UcFailedNames
+{
+	bytea	   *names;			/* the hash key */
+	bytea	   *class;			/* the class its keys failed in */
+	bool		multi;			/* ... or more than one */
+} UcFailedNames;
+
 static HTAB *
-failed_set_create(MemoryContext cxt)
+bytes_table(const char *name, Size entrysize, MemoryContext cxt)
 {
 	HASHCTL		ctl;
 
 	ctl.keysize = sizeof(bytea *);
-	ctl.entrysize = sizeof(bytea *);
+	ctl.entrysize = entrysize;
 	ctl.hash = signature_hash;
 	ctl.match = signature_match;
 	ctl.hcxt = cxt;
-	return hash_create("upsert_counter fold failed keys", 64, &ctl,
+	return hash_create(name, 64, &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
-static bool
-failed_has(HTAB *failed, bytea *sig)
+static void
+failed_init(UcFailed *f, MemoryContext cxt)
 {
-	return hash_search(failed, &sig, HASH_FIND, NULL) != NULL;
+	f->keys = bytes_table("upsert_counter fold failed keys", sizeof(bytea *), cxt);
+	f->names = bytes_table("upsert_counter fold failed names", sizeof(UcFailedNames), cxt);
+	f->cxt = cxt;
+}
+
+static bytea *
+copy_bytes(MemoryContext cxt, const bytea *b)
+{
+	bytea	   *copy = MemoryContextAlloc(cxt, VARSIZE(b));
+
+	memcpy(copy, b, VARSIZE(b));
+	return copy;
+}
+
+static bool
+failed_withholds(UcFailed *f, const UcTaken *t)
+{
+	bytea	   *names = t->class->names;
+	UcFailedNames *fn;
+
+	if (hash_search(f->keys, &t->keysig, HASH_FIND, NULL) != NULL)
+		return true;
+	fn = hash_search(f->names, &names, HASH_FIND, NULL);
+	return fn != NULL && (fn->multi || !same_signature(fn->class, t->class->class));
 }
 
 static void
-failed_add(HTAB *failed, MemoryContext cxt, const bytea *sig)
+failed_add(UcFailed *f, const UcTaken *t)
 {
-	bytea	   *copy = MemoryContextAlloc(cxt, VARSIZE(sig));
+	bytea	   *sig = copy_bytes(f->cxt, t->keysig);
+	bytea	   *names = t->class->names;
+	UcFailedNames *fn;
+	bool		found;
 
-	memcpy(copy, sig, VARSIZE(sig));
-	(void) hash_search(failed, &copy, HASH_ENTER, NULL);
+	(void) hash_search(f->keys, &sig, HASH_ENTER, NULL);
+	fn = hash_search(f->names, &names, HASH_FIND, NULL);
+	if (fn == NULL)
+	{
+		names = copy_bytes(f->cxt, names);
+		fn = hash_search(f->names, &names, HASH_ENTER, &found);
+		fn->class = copy_bytes(f->cxt, t->class->class);
+		fn->multi = false;
+	}
+	else if (!same_signature(fn->class, t->class->class))
+		fn->multi = true;
 }
 
 /*
- * Run inside uc_run_restricted_as(): decode the rows, merge them and write
- * them, as their caller.
+ * Run inside uc_run_restricted_as(): decode a run's rows, merge them and
+ * write them, as their caller, in a context of w->cxt freed at the end (and
+ * with w->cxt, which write_and_delete() frees, if this fails).
  */
 static void
 write_rows(void *arg)
 {
 	UcWrite    *w = (UcWrite *) arg;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "upsert_counter fold write",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext rowcxt = AllocSetContextCreate(cxt, "upsert_counter fold row",
+	MemoryContext runcxt = AllocSetContextCreate(w->cxt, "upsert_counter fold run",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext rowcxt = AllocSetContextCreate(runcxt, "upsert_counter fold row",
 												 ALLOCSET_SMALL_SIZES);
-	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-	UcBatchState *state = uc_batch_create(cxt, false, false);
+	MemoryContext oldcxt = MemoryContextSwitchTo(runcxt);
+	UcBatchState *state = uc_batch_create(runcxt, false, false);
 	UcLoggedRow rows[2];
 
 	for (int j = 0; j < w->nrows; j++)
@@ -326,17 +516,18 @@ write_rows(void *arg)
 		UcLoggedRow *row = &rows[j % 2];
 		UcLoggedRow *prev = j > 0 ? &rows[(j + 1) % 2] : NULL;
 
+		/* the row's values and conversions in rowcxt; its shape in runcxt */
 		MemoryContextSwitchTo(rowcxt);
-		uc_log_decode(&w->rows[j]->lt, row, prev, cxt);
-		MemoryContextSwitchTo(cxt);
+		uc_log_decode(&w->rows[j]->lt, row, prev, runcxt);
 		uc_batch_add_with(state, &row->args, convert_logged, row);
-		/* the batch copied the values; the shape stays in cxt */
+		/* the batch copied what it keeps into its own context */
+		MemoryContextSwitchTo(runcxt);
 		MemoryContextReset(rowcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	uc_batch_write(state, &w->inserted, &w->updated);
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
+	MemoryContextDelete(runcxt);
 }
 
 /*
@@ -410,24 +601,45 @@ set_error(UcFoldResult *res, const char *error, int sqlerrcode)
 }
 
 /*
- * Write rows (of one caller and one shape, in log order) and delete them
- * from the log, in a subtransaction: all or nothing.  On failure the
- * subtransaction is rolled back, the rows stay in the log, and *error and
- * *sqlstate are set if not yet set.  SPI connected.
+ * Write rows (runs of one caller and one shape each, in log order) and
+ * delete them from the log, in a subtransaction: all or nothing.  On
+ * failure the subtransaction is rolled back and the rows stay in the log;
+ * if record, the error is logged and kept in res (the first one), else it
+ * was a first try that is made again in smaller parts.  A cancel (a
+ * statement timeout, pg_cancel_backend()) is not a row's failure: it stops
+ * the fold, as it stops a statement.  SPI connected.
  */
 static bool
-write_and_delete(Oid target, UcTaken **rows, int n, TupleDesc desc, UcFoldResult *res)
+write_and_delete(Oid target, UcTaken **rows, int n, bool record, UcFoldResult *res)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	UcWrite		w = {rows, n, desc, 0, 0};
+	MemoryContext cxt;
+	volatile int64 inserted = 0;
+	volatile int64 updated = 0;
 	volatile bool ok = true;
 
+	cxt = AllocSetContextCreate(oldcxt, "upsert_counter fold write", ALLOCSET_DEFAULT_SIZES);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		uc_run_restricted_as(rows[0]->caller, write_rows, &w);
+		for (int first = 0; first < n;)
+		{
+			int			last = first;
+			UcWrite		w;
+
+			while (last < n && rows[last]->run == rows[first]->run)
+				last++;
+			w.rows = rows + first;
+			w.nrows = last - first;
+			w.cxt = cxt;
+			w.inserted = w.updated = 0;
+			uc_run_restricted_as(rows[first]->caller, write_rows, &w);
+			inserted += w.inserted;
+			updated += w.updated;
+			first = last;
+		}
 		delete_rows(target, rows, n);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -443,15 +655,21 @@ write_and_delete(Oid target, UcTaken **rows, int n, TupleDesc desc, UcFoldResult
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		if (res->error == NULL)
-			set_error(res, edata->detail ?
-					  psprintf("%s (%s)", edata->message, edata->detail) : edata->message,
-					  edata->sqlerrcode);
-		/* in the server log too, with the target's rows named */
-		ereport(LOG,
-				(errmsg("upsert_counter fold: logged rows " INT64_FORMAT " to " INT64_FORMAT " not written: %s",
-						rows[0]->id, rows[n - 1]->id, edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		MemoryContextDelete(cxt);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		if (record)
+		{
+			if (res->error == NULL)
+				set_error(res, edata->detail ?
+						  psprintf("%s (%s)", edata->message, edata->detail) : edata->message,
+						  edata->sqlerrcode);
+			/* in the server log too, with the target's rows named */
+			ereport(LOG,
+					(errmsg("upsert_counter fold: logged rows " INT64_FORMAT " to " INT64_FORMAT " not written: %s",
+							rows[0]->id, rows[n - 1]->id, edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		}
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -460,6 +678,7 @@ write_and_delete(Oid target, UcTaken **rows, int n, TupleDesc desc, UcFoldResult
 	{
 		bool		first = (res->folded == 0);
 
+		MemoryContextDelete(cxt);
 		for (int j = 0; j < n; j++)
 			if (first || rows[j]->logged_at < res->oldest)
 			{
@@ -467,10 +686,39 @@ write_and_delete(Oid target, UcTaken **rows, int n, TupleDesc desc, UcFoldResult
 				first = false;
 			}
 		res->folded += n;
-		res->inserted += w.inserted;
-		res->updated += w.updated;
+		res->inserted += inserted;
+		res->updated += updated;
 	}
 	return ok;
+}
+
+/*
+ * Which of a window's rows (or a run's) may be written: not those whose
+ * key has failed, nor those of a user who is gone (whose keys fail, so
+ * that their later rows wait too).  Fills eligible, returns how many, and
+ * counts the others in *held.
+ */
+static int
+eligible_rows(UcTaken **taken, int from, int to, UcFailed *failed,
+			  UcTaken **eligible, int64 *held)
+{
+	int			n = 0;
+
+	for (int j = from; j < to; j++)
+	{
+		bool		withheld = failed_withholds(failed, taken[j]);
+
+		if (!withheld && !OidIsValid(taken[j]->caller))
+		{
+			failed_add(failed, taken[j]);
+			withheld = true;
+		}
+		if (withheld)
+			(*held)++;
+		else
+			eligible[n++] = taken[j];
+	}
+	return n;
 }
 
 /* qsort: taken rows by key signature, then by id */
@@ -508,8 +756,9 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 	MemoryContext windowcxt;
 	MemoryContext oldcxt;
 	char	   *take;
-	HTAB	   *failed;			/* key signatures withheld */
+	UcFailed	failed;			/* keys withheld */
 	int64		after = 0;		/* the last id taken */
+	int64		upto = 0;		/* the last id logged when the fold began */
 	bool		more = true;
 
 	memset(res, 0, sizeof(UcFoldResult));
@@ -540,21 +789,43 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 	windowcxt = AllocSetContextCreate(cxt, "upsert_counter fold window",
 									  ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
-	failed = failed_set_create(cxt);
+	failed_init(&failed, cxt);
 	take = psprintf("SELECT " UC_LOG_COLUMNS ", ctid FROM %s "
 					"WHERE target OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.>) $2 "
-					"ORDER BY id LIMIT $3",
+					"AND id OPERATOR(pg_catalog.<=) $4 ORDER BY id LIMIT $3",
 					uc_log_table("upsert_counter_delta"));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/*
+	 * What is logged now, and no more: rows logged while the fold runs wait
+	 * for the next one, so that a fold of a busy target ends
+	 */
+	{
+		Oid			argtype = REGCLASSOID;
+		Datum		param = ObjectIdGetDatum(target);
+		bool		isnull;
+		int			rc;
+
+		rc = uc_log_query(psprintf("SELECT pg_catalog.max(id) FROM %s WHERE target OPERATOR(pg_catalog.=) $1",
+								   uc_log_table("upsert_counter_delta")),
+						  1, &argtype, &param, NULL, false);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
+		upto = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			more = false;
+	}
+
 	while (more && res->folded < limit)
 	{
-		Oid			argtypes[3] = {REGCLASSOID, INT8OID, INT4OID};
-		Datum		params[3];
+		Oid			argtypes[4] = {REGCLASSOID, INT8OID, INT4OID, INT8OID};
+		Datum		params[4];
 		int			rc;
 		int			n;
 		UcTaken   **taken;
+		UcTaken   **rows;
+		UcKeyClass *class = NULL;
 		SPITupleTable *tuptable;
 		TupleDesc	desc;
 		int			nruns = 0;
@@ -567,7 +838,8 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 		params[0] = ObjectIdGetDatum(target);
 		params[1] = Int64GetDatum(after);
 		params[2] = Int32GetDatum((int) Min(limit - res->folded, uc_fold_batch_size));
-		rc = uc_log_query(take, 3, argtypes, params, NULL, false);
+		params[3] = Int64GetDatum(upto);
+		rc = uc_log_query(take, 4, argtypes, params, NULL, false);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_with_args returned %s", SPI_result_code_string(rc));
 		tuptable = SPI_tuptable;
@@ -588,7 +860,6 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 			uc_log_deform(tup, desc, &t->lt);
 			t->id = DatumGetInt64(t->lt.values[UC_LOG_ID - 1]);
 			t->logged_at = DatumGetTimestampTz(t->lt.values[UC_LOG_LOGGED_AT - 1]);
-			t->keysig = key_signature(&t->lt);
 			t->caller = DatumGetObjectId(t->lt.values[UC_LOG_CALLER - 1]);
 			/* a run: the same caller and the same shape as the row before */
 			if (p != NULL && p->caller == t->caller &&
@@ -598,9 +869,16 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 							 false, -1) &&
 				datumIsEqual(t->lt.values[UC_LOG_TYPES - 1], p->lt.values[UC_LOG_TYPES - 1],
 							 false, -1))
+			{
 				t->run = p->run;
+				t->class = p->class;
+			}
 			else
+			{
 				t->run = nruns++;
+				t->class = class = key_class(target, &t->lt);
+			}
+			t->keysig = key_signature(class, &t->lt);
 			taken[j] = t;
 			after = t->id;
 		}
@@ -621,35 +899,40 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 			}
 		}
 
+		rows = palloc(n * sizeof(UcTaken *));
+
+		/*
+		 * First the whole window in one subtransaction (one per window,
+		 * however many runs it has); if that fails, run by run, and a run
+		 * that fails key by key.
+		 */
+		{
+			int64		held = 0;
+			int			nrows = eligible_rows(taken, 0, n, &failed, rows, &held);
+
+			if (nrows == 0 || write_and_delete(target, rows, nrows, false, res))
+			{
+				res->withheld += held;
+				SPI_freetuptable(tuptable);
+				MemoryContextSwitchTo(cxt);
+				MemoryContextReset(windowcxt);
+				continue;
+			}
+		}
 		for (int first = 0; first < n;)
 		{
 			int			last = first;
-			UcTaken   **rows = palloc(n * sizeof(UcTaken *));
-			int			nrows = 0;
+			int			nrows;
 
 			while (last < n && taken[last]->run == taken[first]->run)
 				last++;
-			/*
-			 * The run's rows whose key has not failed; all of them withheld
-			 * if its user is gone, their keys failed
-			 */
-			for (int j = first; j < last; j++)
+			nrows = eligible_rows(taken, first, last, &failed, rows, &res->withheld);
+			if (nrows > 0 && !write_and_delete(target, rows, nrows, false, res))
 			{
-				bool		withheld = failed_has(failed, taken[j]->keysig);
-
-				if (!withheld && !OidIsValid(taken[j]->caller))
-				{
-					failed_add(failed, cxt, taken[j]->keysig);
-					withheld = true;
-				}
-				if (withheld)
-					res->withheld++;
-				else
-					rows[nrows++] = taken[j];
-			}
-			if (nrows > 0 && !write_and_delete(target, rows, nrows, desc, res))
-			{
-				/* key by key, in the order of their first rows */
+				/*
+				 * Key by key (in an inexact class, the class is one key);
+				 * different keys, so their order does not matter
+				 */
 				qsort(rows, nrows, sizeof(UcTaken *), by_key);
 				for (int k = 0; k < nrows;)
 				{
@@ -657,9 +940,9 @@ fold_target(Oid target, int limit, bool wait, UcFoldResult *res)
 
 					while (e < nrows && same_signature(rows[e]->keysig, rows[k]->keysig))
 						e++;
-					if (!write_and_delete(target, rows + k, e - k, desc, res))
+					if (!write_and_delete(target, rows + k, e - k, true, res))
 					{
-						failed_add(failed, cxt, rows[k]->keysig);
+						failed_add(&failed, rows[k]);
 						res->withheld += e - k;
 					}
 					k = e;
@@ -776,7 +1059,7 @@ pending_targets(Oid only, bool backoff)
 				   backoff ?
 				   " AND (s.failures IS NULL OR s.failures OPERATOR(pg_catalog.=) 0"
 				   " OR s.last_error_at OPERATOR(pg_catalog.+) pg_catalog.make_interval("
-				   "secs => LEAST(60, pg_catalog.power(2, LEAST(s.failures, 10))::float8))"
+				   "secs => LEAST(60, pg_catalog.power(2, LEAST(s.failures, 10))::pg_catalog.float8))"
 				   " OPERATOR(pg_catalog.<=) pg_catalog.now())" : "");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -836,9 +1119,29 @@ uc_fold_now(Oid target)
 
 	PreventCommandIfReadOnly("upsert_counter_fold()");
 	PreventCommandIfParallelMode("upsert_counter_fold()");
+	/* (from a table's trigger, the fold would nest in its own writes) */
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot run upsert_counter_fold() within security-restricted operation")));
+
 	if (OidIsValid(target) && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)) &&
 		!may_insert(target))
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(target));
+
+	/*
+	 * The writes run in a security-restricted operation, where no deferred
+	 * trigger may be queued: make constraints immediate for the rest of the
+	 * transaction, as SET CONSTRAINTS ALL IMMEDIATE does (the worker runs
+	 * so too), so that a deferred constraint is checked at each write.
+	 */
+	{
+		ConstraintsSetStmt *immediate = makeNode(ConstraintsSetStmt);
+
+		immediate->constraints = NIL;
+		immediate->deferred = false;
+		AfterTriggerSetState(immediate);
+	}
 
 	targets = pending_targets(target, false);
 	foreach(lc, targets)
@@ -856,19 +1159,22 @@ uc_fold_now(Oid target)
 		inserted += res.inserted;
 		updated += res.updated;
 		withheld += res.withheld;
-		if (res.error && error == NULL)
+		if (res.error && res.withheld > 0 && error == NULL)
 		{
-			error = res.error;
+			/* the message may quote a row: for who may read the table */
+			error = pg_class_aclcheck(t, GetUserId(), ACL_SELECT) == ACLCHECK_OK ?
+				res.error : NULL;
 			sqlstate = res.sqlstate;
 		}
 	}
 
 	/* rows that could not be written: say so, after the others were */
-	if (error != NULL)
+	if (withheld > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("upsert_counter_fold() left " INT64_FORMAT " logged rows unfolded", withheld),
-				 errdetail("The first failure: %s (SQLSTATE %s).", error, sqlstate),
+				 error ? errdetail("The first failure: %s (SQLSTATE %s).", error, sqlstate) :
+				 sqlstate ? errdetail("The first failure has SQLSTATE %s.", sqlstate) : 0,
 				 errhint("See upsert_counter_backlog; the rows are folded once the cause is fixed, or deleted with upsert_counter_discard().")));
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
