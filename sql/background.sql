@@ -310,7 +310,7 @@ SELECT upsert_counter_fold('bg_slow');
 
 -- Not from a security-restricted operation (an index expression).
 CREATE FUNCTION bg_fold_in_index(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS
-$$BEGIN PERFORM upsert_counter_fold(); RETURN $1; END$$;
+$$BEGIN PERFORM public.upsert_counter_fold(); RETURN $1; END$$;  -- (17 runs index builds with search_path pg_catalog, pg_temp)
 CREATE TABLE bg_idx (a int);
 INSERT INTO bg_idx VALUES (1);
 CREATE INDEX ON bg_idx (bg_fold_in_index(a));
